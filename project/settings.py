@@ -1,0 +1,118 @@
+"""
+Settings for the demo project that hosts scheduler_app.
+
+The database comes from DATABASE_URL; without it, an SQLite file beside this
+project, tuned for a web process and a scheduler process writing at once.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get(
+    "DJANGO_SECRET_KEY", "insecure-demo-key-set-DJANGO_SECRET_KEY-in-production"
+)
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_apscheduler",
+    "scheduler_app",
+    "project",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "project.wsgi.application"
+ASGI_APPLICATION = "project.asgi.application"
+
+DEFAULT_SQLITE_PATH = BASE_DIR / "db.sqlite3"
+DATABASES = {
+    "default": dj_database_url.config(default=f"sqlite:///{DEFAULT_SQLITE_PATH}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    _sqlite_path = Path(DATABASES["default"]["NAME"])
+    DATABASES["default"]["OPTIONS"] = {
+        # BEGIN IMMEDIATE takes the write lock at the start of every transaction:
+        # two writers queue instead of failing with "database is locked" halfway.
+        "transaction_mode": "IMMEDIATE",
+        # Seconds a writer waits for the lock before giving up.
+        "timeout": 20,
+        # WAL lets readers (web requests) go on while the scheduler writes.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # Tests use a file too, so that a real scheduler subprocess can share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(_sqlite_path.with_name(f"test_{_sqlite_path.stem}.sqlite3"))
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+SCHEDULER_APP = {}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "loggers": {
+        "scheduler_app": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "apscheduler": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}

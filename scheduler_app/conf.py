@@ -1,0 +1,56 @@
+"""
+Settings for scheduler_app, read from the `SCHEDULER_APP` dict in Django settings.
+
+Every key has its default here and is checked by the system checks in
+`scheduler_app.checks`, so `manage.py check` names a bad value before anything runs.
+Access them as attributes: `app_settings.POLL_INTERVAL`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Time zone the scheduler computes fire times in; None means settings.TIME_ZONE.
+    "TIMEZONE": None,
+    # How change notifications reach the scheduler: "auto" (LISTEN/NOTIFY on
+    # PostgreSQL, polling elsewhere), "notify" or "poll".
+    "NOTIFICATIONS": "auto",
+    # Seconds between two looks at the change marker when polling.
+    "POLL_INTERVAL": 0.2,
+    # Longest the scheduler sleeps without looking at the store (the safety net
+    # for a lost notification).
+    "MAX_SLEEP": 10.0,
+    # Seconds between two heartbeats of the scheduler process.
+    "HEARTBEAT_INTERVAL": 5.0,
+    # A heartbeat older than this means the scheduler is not running.
+    "HEARTBEAT_TIMEOUT": 30.0,
+    # Longest back-off after a database error in the scheduler loop.
+    "MAX_RETRY_DELAY": 10.0,
+    # Worker threads that run jobs in the scheduler process.
+    "THREADS": 10,
+    # PostgreSQL channel for change notifications.
+    "CHANNEL": "scheduler_app_changes",
+    # Default misfire grace time (seconds) for declared jobs.
+    "MISFIRE_GRACE_TIME": 60,
+}
+
+
+class AppSettings:
+    """Attribute access to SCHEDULER_APP with defaults filled in."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown SCHEDULER_APP setting {name!r}")
+        return getattr(settings, "SCHEDULER_APP", {}).get(name, DEFAULTS[name])
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        """The scheduler's time zone as a tzinfo."""
+        return ZoneInfo(self.TIMEZONE or settings.TIME_ZONE)
+
+
+app_settings = AppSettings()

@@ -1,0 +1,212 @@
+"""
+`JobStore`: django-apscheduler's `DjangoJobStore` with the row-level guarantees
+this project promises.
+
+It differs from its parent in three ways:
+
+* it never deletes a job it cannot restore (the parent deletes such jobs, with their
+  history, on any read): the job is kept, skipped for running and reported broken;
+* `claim_due_jobs` claims due rows with `SELECT ... FOR NO KEY UPDATE SKIP LOCKED`
+  and writes their next run time back in the same transaction, before anything
+  runs, so a pause or reschedule committed meanwhile is never overwritten by the
+  whole-job write-back of `BaseScheduler._process_jobs`;
+* every job it adds gets its `JobRecord` (version) in the same transaction.
+
+Used alone, it is a drop-in job store for any APScheduler 3 scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler import events
+from apscheduler.job import Job
+from apscheduler.jobstores.base import ConflictingIdError
+from django.db import IntegrityError, transaction
+from django_apscheduler import util
+from django_apscheduler.jobstores import DjangoJobStore
+from django_apscheduler.models import DjangoJob, DjangoJobExecution
+
+from scheduler_app.models import JobRecord, RunRequest
+from scheduler_app.state import UnreadableState, dump_state, load_state, trigger_type_name
+
+logger = logging.getLogger(__name__)
+
+# How many due jobs one claim takes; the rest are claimed by the next pass.
+CLAIM_BATCH = 200
+
+
+@dataclass
+class ClaimedRun:
+    """A job claimed for running, with the run times it was claimed for."""
+
+    job: Job
+    run_times: list[datetime]
+    run_request: RunRequest | None = None
+
+
+class JobStore(DjangoJobStore):
+    """A `DjangoJobStore` that keeps broken jobs and claims due jobs under row locks."""
+
+    def register_event_listeners(self) -> None:
+        # The parent's listeners write execution records from the scheduler and
+        # worker threads; a connection that died with a database restart would
+        # make every later record fail, so retry once on a fresh connection.
+        add_listener = self._scheduler.add_listener
+        add_listener(
+            util.retry_on_db_operational_error(self.handle_submission_event),
+            events.EVENT_JOB_SUBMITTED | events.EVENT_JOB_MAX_INSTANCES,
+        )
+        add_listener(
+            util.retry_on_db_operational_error(self.handle_execution_event),
+            events.EVENT_JOB_EXECUTED,
+        )
+        add_listener(
+            util.retry_on_db_operational_error(self.handle_error_event),
+            events.EVENT_JOB_ERROR | events.EVENT_JOB_MISSED,
+        )
+
+    @util.retry_on_db_operational_error
+    def lookup_job(self, job_id: str) -> Job | None:
+        job_state = DjangoJob.objects.filter(id=job_id).values_list("job_state", flat=True).first()
+        if job_state is None:
+            return None
+        return self._restore_or_none(job_id, job_state)
+
+    @util.retry_on_db_operational_error
+    def add_job(self, job: Job) -> DjangoJob:
+        with transaction.atomic():
+            try:
+                row = DjangoJob.objects.create(
+                    id=job.id,
+                    next_run_time=util.get_django_internal_datetime(job.next_run_time),
+                    job_state=dump_state(job.__getstate__()),
+                )
+            except IntegrityError:
+                raise ConflictingIdError(job.id) from None
+            JobRecord.objects.create(
+                job=row, version=1, name=job.name, trigger_type=trigger_type_name(job.trigger)
+            )
+        return row
+
+    @util.retry_on_db_operational_error
+    def _get_jobs(self, **filters: Any) -> list[Job]:
+        rows = DjangoJob.objects.filter(**filters).values_list("id", "job_state")
+        restored = (self._restore_or_none(job_id, job_state) for job_id, job_state in rows)
+        return [job for job in restored if job is not None]
+
+    def _reconstitute_job(self, job_state: bytes) -> Job:
+        job = super()._reconstitute_job(job_state)
+        # Job functions run in worker threads whose database connections outlive
+        # a PostgreSQL restart; give each run a usable connection.
+        job.func = util.close_old_connections(job.func)
+        return job
+
+    def _restore_or_none(self, job_id: str, job_state: bytes) -> Job | None:
+        try:
+            return self._reconstitute_job(job_state)
+        except Exception as error:  # unpickling and importing can raise anything
+            logger.warning("Job %r is broken and is skipped (kept in the store): %s", job_id, error)
+            return None
+
+    @util.retry_on_db_operational_error
+    def claim_due_jobs(
+        self,
+        now: datetime,
+        *,
+        before_write_back: Callable[[list[str]], None] | None = None,
+    ) -> list[ClaimedRun]:
+        """Claim the jobs due at `now` and advance their next run times, in one transaction.
+
+        Rows another transaction holds (a web request changing the job) are
+        skipped, not waited for: they are claimed by the next pass, with their new
+        state. `no_key` keeps execution-record inserts, which reference the row,
+        from waiting on the claim. `before_write_back` runs between the claim and
+        the write-back (tests use it to commit a change in that window).
+        """
+        with transaction.atomic():
+            rows = list(
+                DjangoJob.objects.select_for_update(skip_locked=True, no_key=True)
+                .filter(next_run_time__lte=util.get_django_internal_datetime(now))
+                .order_by("next_run_time")[:CLAIM_BATCH]
+            )
+            if before_write_back is not None:
+                before_write_back([row.id for row in rows])
+            return [claimed for row in rows if (claimed := self._claim_row(row, now))]
+
+    def _claim_row(self, row: DjangoJob, now: datetime) -> ClaimedRun | None:
+        try:
+            state = load_state(row.job_state)
+        except UnreadableState as error:
+            # Without a readable trigger there is no next run time to compute;
+            # stop selecting the row rather than spinning on it every pass.
+            logger.error("Job %r has unreadable state and is skipped: %s", row.id, error)
+            DjangoJob.objects.filter(id=row.id).update(next_run_time=None)
+            return None
+        run_times = _due_run_times(state, now)
+        state["next_run_time"] = (
+            state["trigger"].get_next_fire_time(run_times[-1], now) if run_times else None
+        )
+        row.next_run_time = util.get_django_internal_datetime(state["next_run_time"])
+        row.job_state = dump_state(state)
+        row.save(update_fields=["next_run_time", "job_state"])
+        if state.get("coalesce") and run_times:
+            run_times = run_times[-1:]
+        job = self._restore_or_none(row.id, row.job_state)
+        if job is None:
+            _record_broken_runs(row.id, state["func"], run_times)
+            return None
+        return ClaimedRun(job=job, run_times=run_times) if run_times else None
+
+    @util.retry_on_db_operational_error
+    def claim_run_requests(self, now: datetime) -> list[ClaimedRun]:
+        """Claim pending run-now requests; each gets its own run time for its record."""
+        with transaction.atomic():
+            requests = list(
+                RunRequest.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(status=RunRequest.Status.PENDING)
+                .select_related("job")
+                .order_by("id")
+            )
+            claimed = []
+            for offset, request in enumerate(requests):
+                job = self._restore_or_none(request.job_id, request.job.job_state)
+                request.claimed_at = now
+                if job is None:
+                    request.status = RunRequest.Status.SKIPPED
+                    request.detail = "The job's function cannot be imported."
+                else:
+                    # Executions are unique per (job, run time): requests claimed in
+                    # one pass get distinct run times a microsecond apart.
+                    request.run_time = now + timedelta(microseconds=offset)
+                    request.status = RunRequest.Status.SUBMITTED
+                    claimed.append(ClaimedRun(job, [request.run_time], request))
+                request.save(update_fields=["claimed_at", "run_time", "status", "detail"])
+            return claimed
+
+
+def _due_run_times(state: dict[str, Any], now: datetime) -> list[datetime]:
+    """The run times from the stored next run time up to now (as `Job._get_run_times`)."""
+    run_times = []
+    next_run_time = state.get("next_run_time")
+    while next_run_time is not None and next_run_time <= now:
+        run_times.append(next_run_time)
+        next_run_time = state["trigger"].get_next_fire_time(next_run_time, now)
+    return run_times
+
+
+def _record_broken_runs(job_id: str, func_ref: str, run_times: list[datetime]) -> None:
+    """Record the runs a broken job missed, so its history shows why nothing ran."""
+    for run_time in run_times:
+        DjangoJobExecution.objects.get_or_create(
+            job_id=job_id,
+            run_time=util.get_django_internal_datetime(run_time),
+            defaults={
+                "status": DjangoJobExecution.ERROR,
+                "exception": f"Not run: the function {func_ref!r} cannot be imported.",
+            },
+        )

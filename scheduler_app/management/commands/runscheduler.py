@@ -1,0 +1,80 @@
+"""`manage.py runscheduler`: the one process that runs scheduled jobs."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from django.db import DatabaseError, connection, connections
+
+from scheduler_app import services
+from scheduler_app.conf import app_settings
+from scheduler_app.notifications import uses_listen_notify
+from scheduler_app.scheduler import Scheduler, run_scheduler
+
+logger = logging.getLogger("scheduler_app.runscheduler")
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the scheduler: add jobs declared in code that are new to the store, then run "
+        "due jobs and run-now requests until SIGTERM or SIGINT (running jobs finish first)."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--log-level",
+            default="INFO",
+            choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+            help="Log level of the scheduler_app loggers (default INFO).",
+        )
+
+    def handle(self, *args: Any, log_level: str, **options: Any) -> None:
+        logging.getLogger("scheduler_app").setLevel(log_level)
+        scheduler = Scheduler()
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop_signal, lambda *_: scheduler.request_stop())
+        report = self._sync_until_database_answers(scheduler)
+        if report is None:
+            return
+        self._print_summary(report)
+        run_scheduler(scheduler)
+        self.stdout.write("Scheduler stopped.")
+
+    def _sync_until_database_answers(self, scheduler: Scheduler) -> services.SyncReport | None:
+        delay = 0.5
+        while not scheduler.stop_requested.is_set():
+            try:
+                return services.sync_jobs_from_code()
+            except DatabaseError as error:
+                logger.warning("Database unavailable at start (%s); retrying in %.1fs",
+                               error, delay)
+                connections.close_all()
+                time.sleep(delay)
+                delay = min(delay * 2, app_settings.MAX_RETRY_DELAY)
+        return None
+
+    def _print_summary(self, report: services.SyncReport) -> None:
+        database = connection.settings_dict
+        loaded = len(report.added) + len(report.updated) + len(report.unchanged)
+        lines = [
+            f"Jobs declared in code: {loaded} ({len(report.added)} new, "
+            f"{len(report.updated)} updated from code)",
+            f"Orphaned (in the store, no longer in code): {_listing(report.orphaned)}",
+            f"Broken (function cannot be imported): {_listing(report.broken)}",
+            f"Database: {connection.vendor} {database['NAME']}",
+            "Change notifications: "
+            + ("PostgreSQL LISTEN/NOTIFY" if uses_listen_notify()
+               else f"polling every {app_settings.POLL_INTERVAL}s"),
+            f"Time zone: {app_settings.timezone}",
+        ]
+        for line in lines:
+            self.stdout.write(line)
+        self.stdout.flush()
+
+
+def _listing(job_ids: list[str]) -> str:
+    return f"{len(job_ids)}" + (f" ({', '.join(job_ids)})" if job_ids else "")

@@ -1,0 +1,134 @@
+"""
+Tables scheduler_app keeps beside django-apscheduler's `DjangoJob` and
+`DjangoJobExecution`.
+
+`DjangoJob` stays the single source of truth for what runs (the pickled job with
+its trigger, arguments and next run time). These tables add what an operator needs
+to change it safely: a version per job, the audit trail of every change, run-now
+requests for the scheduler process, and the scheduler's heartbeat.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+from django_apscheduler.models import DjangoJob, DjangoJobExecution
+
+
+class Source(models.TextChoices):
+    """The front door a change came through."""
+
+    API = "api", "API"
+    ADMIN = "admin", "Admin"
+    CLI = "cli", "Command line"
+    CODE = "code", "Code (scheduler start)"
+
+
+class JobRecord(models.Model):
+    """The version of a job, bumped by every committed change to it.
+
+    Clients send it back (If-Match, the admin form, `--if-version`) so that a change
+    made from a stale view is refused instead of silently overwriting another.
+    """
+
+    job = models.OneToOneField(
+        DjangoJob, primary_key=True, on_delete=models.CASCADE, related_name="record"
+    )
+    version = models.PositiveBigIntegerField(default=0)
+    # Queryable copies of what the pickled state holds, written in the same
+    # transaction as `job_state`, so lists filter and search without unpickling.
+    name = models.CharField(max_length=255, blank=True, db_index=True)
+    trigger_type = models.CharField(max_length=16, blank=True, db_index=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.job_id} v{self.version}"
+
+
+class JobChange(models.Model):
+    """One committed change to a job: who, what, through which door, before and after.
+
+    Written in the same transaction as the change, so the trail never shows a change
+    that did not happen. `job_id` is plain text, not a foreign key, so the trail
+    outlives the job.
+    """
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created from code"
+        UPDATED_FROM_CODE = "updated_from_code", "Metadata updated from code"
+        RESCHEDULED = "rescheduled", "Rescheduled"
+        PAUSED = "paused", "Paused"
+        RESUMED = "resumed", "Resumed"
+        RESET = "reset", "Reset to code default"
+        RUN_REQUESTED = "run_requested", "Run requested"
+
+    job_id = models.CharField(max_length=255)
+    version = models.PositiveBigIntegerField(help_text="The job's version after this change.")
+    action = models.CharField(max_length=32, choices=Action.choices)
+    actor = models.CharField(max_length=150)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["job_id", "-id"], name="jobchange_job_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} {self.action} by {self.actor} ({self.source})"
+
+
+class RunRequest(models.Model):
+    """A request to run a job once, now, outside its schedule.
+
+    Web processes never run jobs: they write this row, and the scheduler process
+    claims it, runs the job once and links the execution it recorded.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUBMITTED = "submitted", "Submitted to the scheduler's workers"
+        SKIPPED = "skipped", "Skipped"
+
+    job = models.ForeignKey(DjangoJob, on_delete=models.CASCADE, related_name="run_requests")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    requested_at = models.DateTimeField(default=timezone.now)
+    requested_by = models.CharField(max_length=150)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    run_time = models.DateTimeField(
+        null=True, blank=True, help_text="The run time the execution is recorded under."
+    )
+    detail = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "id"], name="runrequest_status_id")]
+
+    def __str__(self) -> str:
+        return f"run {self.job_id} requested by {self.requested_by} ({self.status})"
+
+    @property
+    def execution(self) -> DjangoJobExecution | None:
+        """The execution recorded for this request once the scheduler ran it."""
+        if self.run_time is None:
+            return None
+        return DjangoJobExecution.objects.filter(job_id=self.job_id, run_time=self.run_time).first()
+
+
+class SchedulerProcess(models.Model):
+    """One `runscheduler` process and its heartbeat, read by the status endpoint."""
+
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat = models.DateTimeField(default=timezone.now)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    notification_mode = models.CharField(max_length=16)
+
+    class Meta:
+        ordering = ["-last_heartbeat"]
+
+    def __str__(self) -> str:
+        return f"scheduler {self.host}:{self.pid}"

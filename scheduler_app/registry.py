@@ -1,0 +1,138 @@
+"""
+The registry of jobs declared in code with `@scheduled_job`.
+
+It holds what code owns: the function, its default schedule and arguments, and
+metadata (name, docstring, run limits). It never serves live state: what a job's
+schedule is now is only ever read from the store. The scheduler process adds
+declared jobs that are new to the store on start; `reset` restores these defaults.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from apscheduler.util import obj_to_ref
+
+from scheduler_app.exceptions import DuplicateJobId
+
+TRIGGER_TYPES = ("cron", "interval", "date")
+
+
+@dataclass(frozen=True)
+class JobDeclaration:
+    """One job as declared in code: the defaults it gets when it is new to the store."""
+
+    id: str
+    func: Callable[..., Any]
+    func_ref: str
+    trigger: str
+    trigger_args: dict[str, Any]
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    max_instances: int = 1
+    misfire_grace_time: int | None = None
+    coalesce: bool = True
+
+    @property
+    def trigger_spec(self) -> dict[str, Any]:
+        """The default schedule in the trigger module's spec format."""
+        return {"trigger": self.trigger, "trigger_args": dict(self.trigger_args)}
+
+    @property
+    def description(self) -> str:
+        """The function's docstring, first paragraph."""
+        doc = (self.func.__doc__ or "").strip()
+        return doc.split("\n\n")[0].strip()
+
+
+class JobRegistry:
+    """Job declarations by id; filled while apps import their `jobs.py`."""
+
+    def __init__(self) -> None:
+        self._declarations: dict[str, JobDeclaration] = {}
+        self._lock = threading.Lock()
+
+    def declare(self, declaration: JobDeclaration) -> None:
+        """Add a declaration; a second function under the same id is an error."""
+        with self._lock:
+            existing = self._declarations.get(declaration.id)
+            # Re-importing the same module (autoreload, tests) declares the same
+            # function again: that is not a conflict.
+            if existing is not None and existing.func_ref != declaration.func_ref:
+                raise DuplicateJobId(declaration.id, existing.func_ref, declaration.func_ref)
+            self._declarations[declaration.id] = declaration
+
+    def get(self, job_id: str) -> JobDeclaration | None:
+        return self._declarations.get(job_id)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._declarations
+
+    def __iter__(self) -> Iterator[JobDeclaration]:
+        return iter(sorted(self._declarations.values(), key=lambda d: d.id))
+
+    def __len__(self) -> int:
+        return len(self._declarations)
+
+    def remove(self, job_id: str) -> None:
+        """Forget a declaration (tests that declare jobs of their own clean up with this)."""
+        with self._lock:
+            self._declarations.pop(job_id, None)
+
+
+registry = JobRegistry()
+
+
+def scheduled_job(
+    trigger: str,
+    *,
+    id: str | None = None,  # noqa: A002 - the public name APScheduler uses too
+    name: str | None = None,
+    args: tuple[Any, ...] | list[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    max_instances: int = 1,
+    misfire_grace_time: int | None = None,
+    coalesce: bool = True,
+    **trigger_args: Any,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare the decorated function as a scheduled job with a default schedule.
+
+    `trigger` is "cron", "interval" or "date"; the other keyword arguments that are
+    not job options are the trigger's arguments, as APScheduler takes them. The
+    default schedule is validated now, so a typo fails at startup, not at 3 a.m.
+    """
+    if trigger not in TRIGGER_TYPES:
+        raise ValueError(f"trigger must be one of {', '.join(TRIGGER_TYPES)}, not {trigger!r}")
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        from scheduler_app.conf import app_settings
+        from scheduler_app.triggers import build_trigger
+
+        func_ref = obj_to_ref(func)
+        declaration = JobDeclaration(
+            id=id or f"{func.__module__}.{func.__name__}",
+            func=func,
+            func_ref=func_ref,
+            trigger=trigger,
+            trigger_args=dict(trigger_args),
+            name=name or func.__name__.replace("_", " ").capitalize(),
+            args=tuple(args),
+            kwargs=dict(kwargs or {}),
+            max_instances=max_instances,
+            misfire_grace_time=(
+                misfire_grace_time
+                if misfire_grace_time is not None
+                else app_settings.MISFIRE_GRACE_TIME
+            ),
+            coalesce=coalesce,
+        )
+        # allow_past: a one-off date job whose date has gone by must not stop startup.
+        build_trigger(declaration.trigger_spec, timezone=app_settings.timezone, allow_past=True)
+        registry.declare(declaration)
+        return func
+
+    return decorate

@@ -1,0 +1,265 @@
+"""
+The only functions that read job state.
+
+Everything comes from the store at call time (promise 1): the `DjangoJob` row and
+its pickled state, our `JobRecord`, and the executions table. The code registry
+only adds what code owns: the default schedule, and whether a job is still declared.
+The API, the admin and the commands all read through here, so they never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+from django_apscheduler.models import DjangoJob, DjangoJobExecution
+
+from scheduler_app import triggers
+from scheduler_app.conf import app_settings
+from scheduler_app.exceptions import JobNotFound
+from scheduler_app.models import JobChange, SchedulerProcess
+from scheduler_app.registry import registry
+from scheduler_app.state import UnreadableState, function_is_importable, load_state
+
+# django-apscheduler's status texts, as the stable slugs clients filter by.
+EXECUTION_STATUS_SLUGS = {
+    DjangoJobExecution.SENT: "running",
+    DjangoJobExecution.SUCCESS: "success",
+    DjangoJobExecution.ERROR: "error",
+    DjangoJobExecution.MISSED: "missed",
+    DjangoJobExecution.MAX_INSTANCES: "max_instances",
+}
+EXECUTION_STATUSES_BY_SLUG = {slug: text for text, slug in EXECUTION_STATUS_SLUGS.items()}
+JOB_ORDERINGS = ("id", "-id", "next_run_time", "-next_run_time")
+UPCOMING_COUNT = 5
+
+
+@dataclass(frozen=True)
+class ExecutionView:
+    """One recorded run of a job."""
+
+    id: int
+    job_id: str
+    status: str
+    run_time: datetime
+    finished: datetime | None
+    duration: float | None
+    exception: str | None
+    traceback: str | None
+
+    @classmethod
+    def from_row(cls, row: DjangoJobExecution) -> ExecutionView:
+        return cls(
+            id=row.id,
+            job_id=row.job_id,
+            status=EXECUTION_STATUS_SLUGS.get(row.status, row.status),
+            run_time=row.run_time,
+            finished=_timestamp_to_datetime(row.finished),
+            duration=float(row.duration) if row.duration is not None else None,
+            exception=row.exception,
+            traceback=row.traceback,
+        )
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as operators see it, read from the store."""
+
+    id: str
+    name: str
+    func: str
+    trigger: str | None
+    trigger_args: dict[str, Any]
+    description: str
+    enabled: bool
+    next_run_time: datetime | None
+    upcoming: list[datetime]
+    version: int
+    is_default_schedule: bool
+    default_schedule: dict[str, Any] | None
+    broken: bool
+    orphaned: bool
+    max_instances: int | None
+    misfire_grace_time: int | None
+    coalesce: bool | None
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    last_execution: ExecutionView | None
+
+
+@dataclass(frozen=True)
+class SchedulerStatus:
+    """The newest scheduler process and the job counts the status endpoint shows."""
+
+    running: bool
+    pid: int | None
+    host: str | None
+    started_at: datetime | None
+    last_heartbeat: datetime | None
+    notification_mode: str | None
+    jobs_total: int
+    jobs_paused: int
+    jobs_broken: int
+
+
+def job_queryset(
+    *,
+    enabled: bool | None = None,
+    trigger: str | None = None,
+    search: str | None = None,
+    ordering: str = "id",
+) -> QuerySet[DjangoJob]:
+    """Job rows with their record and newest execution id: one query for any page."""
+    rows = DjangoJob.objects.select_related("record").annotate(
+        last_execution_id=Subquery(
+            DjangoJobExecution.objects.filter(job_id=OuterRef("pk"))
+            .order_by("-run_time")
+            .values("id")[:1]
+        )
+    )
+    if enabled is not None:
+        rows = rows.filter(next_run_time__isnull=not enabled)
+    if trigger:
+        rows = rows.filter(record__trigger_type=trigger)
+    if search:
+        rows = rows.filter(Q(id__icontains=search) | Q(record__name__icontains=search))
+    if ordering not in JOB_ORDERINGS:
+        ordering = "id"
+    if ordering.lstrip("-") == "next_run_time":
+        # Paused jobs (no next run) go last either way.
+        column = F("next_run_time")
+        order = column.desc(nulls_last=True) if ordering[0] == "-" else column.asc(nulls_last=True)
+        return rows.order_by(order, "id")
+    return rows.order_by(ordering)
+
+
+def job_views(rows: QuerySet[DjangoJob] | list[DjangoJob]) -> list[JobView]:
+    """Views of job rows from `job_queryset`, with one more query for their executions."""
+    rows = list(rows)
+    execution_ids = [row.last_execution_id for row in rows if row.last_execution_id]
+    executions = DjangoJobExecution.objects.in_bulk(execution_ids)
+    return [_job_view(row, executions.get(row.last_execution_id)) for row in rows]
+
+
+def get_job(*, job_id: str) -> JobView:
+    """One job, its row read under a lock so the view is one committed state."""
+    with transaction.atomic():
+        row = (
+            job_queryset()
+            .select_for_update(of=("self",))
+            .filter(id=job_id)
+            .first()
+        )
+        if row is None:
+            raise JobNotFound(job_id)
+        return job_views([row])[0]
+
+
+def execution_queryset(
+    *, job_id: str | None = None, status: str | None = None
+) -> QuerySet[DjangoJobExecution]:
+    """Executions, newest first; `status` is a slug (running, success, error, ...)."""
+    rows = DjangoJobExecution.objects.order_by("-run_time", "-id")
+    if job_id is not None:
+        rows = rows.filter(job_id=job_id)
+    if status:
+        rows = rows.filter(status=EXECUTION_STATUSES_BY_SLUG.get(status, status))
+    return rows
+
+
+def change_queryset(*, job_id: str | None = None) -> QuerySet[JobChange]:
+    """The audit trail, newest first."""
+    rows = JobChange.objects.order_by("-id")
+    return rows.filter(job_id=job_id) if job_id is not None else rows
+
+
+def job_exists(*, job_id: str) -> bool:
+    return DjangoJob.objects.filter(id=job_id).exists()
+
+
+def scheduler_status() -> SchedulerStatus:
+    """Whether a scheduler process is alive, by its heartbeat, and job counts."""
+    process = SchedulerProcess.objects.order_by("-last_heartbeat").first()
+    fresh_after = timezone.now() - timedelta(seconds=app_settings.HEARTBEAT_TIMEOUT)
+    running = bool(process and process.stopped_at is None and process.last_heartbeat >= fresh_after)
+    states = DjangoJob.objects.values_list("next_run_time", "job_state")
+    total = paused = broken = 0
+    for next_run_time, job_state in states:
+        total += 1
+        paused += next_run_time is None
+        broken += broken_func_ref(job_state=job_state) is not None
+    return SchedulerStatus(
+        running=running,
+        pid=process.pid if process else None,
+        host=process.host if process else None,
+        started_at=process.started_at if process else None,
+        last_heartbeat=process.last_heartbeat if process else None,
+        notification_mode=process.notification_mode if process else None,
+        jobs_total=total,
+        jobs_paused=paused,
+        jobs_broken=broken,
+    )
+
+
+def broken_func_ref(*, job_state: bytes) -> str | None:
+    """The function reference of a job that cannot run, or None if it can."""
+    try:
+        func_ref = load_state(job_state)["func"]
+    except UnreadableState:
+        return "<unreadable job state>"
+    return None if function_is_importable(func_ref) else func_ref
+
+
+def _job_view(row: DjangoJob, last_execution: DjangoJobExecution | None) -> JobView:
+    declaration = registry.get(row.id)
+    record = getattr(row, "record", None)
+    try:
+        state = load_state(row.job_state)
+    except UnreadableState:
+        state = None
+    trigger = state["trigger"] if state else None
+    fields = triggers.trigger_fields(trigger) if trigger else {"trigger": None, "trigger_args": {}}
+    return JobView(
+        id=row.id,
+        name=(state or {}).get("name") or row.id,
+        func=(state or {}).get("func", ""),
+        trigger=fields["trigger"],
+        trigger_args=fields["trigger_args"],
+        description=triggers.describe_trigger(trigger) if trigger else "Unreadable job state",
+        enabled=row.next_run_time is not None,
+        next_run_time=row.next_run_time,
+        upcoming=(
+            triggers.preview_fire_times(trigger, count=UPCOMING_COUNT)
+            if trigger and row.next_run_time is not None
+            else []
+        ),
+        version=record.version if record else 0,
+        is_default_schedule=bool(
+            declaration
+            and trigger
+            and triggers.is_same_schedule(
+                trigger, declaration.trigger_spec, timezone=app_settings.timezone
+            )
+        ),
+        default_schedule=declaration.trigger_spec if declaration else None,
+        broken=state is None or not function_is_importable(state["func"]),
+        orphaned=declaration is None,
+        max_instances=(state or {}).get("max_instances"),
+        misfire_grace_time=(state or {}).get("misfire_grace_time"),
+        coalesce=(state or {}).get("coalesce"),
+        args=tuple((state or {}).get("args", ())),
+        kwargs=dict((state or {}).get("kwargs", {})),
+        last_execution=ExecutionView.from_row(last_execution) if last_execution else None,
+    )
+
+
+def _timestamp_to_datetime(timestamp: Decimal | None) -> datetime | None:
+    # django-apscheduler stores `finished` as a POSIX timestamp in a decimal column.
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(float(timestamp), tz=UTC)

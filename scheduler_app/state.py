@@ -1,0 +1,59 @@
+"""
+The pickled job state in `DjangoJob.job_state`, read and written as a plain dict.
+
+APScheduler 3 pickles `Job.__getstate__()`: a dict whose `func` is a textual
+reference ("module:qualname"). Unpickling the dict needs APScheduler's trigger
+classes but never the job's function, so reads keep working for a job whose code
+is gone, and web processes never import job code from the database.
+"""
+
+from __future__ import annotations
+
+import pickle
+from datetime import datetime
+from typing import Any
+
+from apscheduler.util import ref_to_obj
+
+PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+class UnreadableState(Exception):
+    """The stored bytes are not a job state this APScheduler version can read."""
+
+
+def load_state(job_state: bytes | memoryview) -> dict[str, Any]:
+    """The job state dict stored in a `DjangoJob.job_state` column."""
+    try:
+        state = pickle.loads(bytes(job_state))
+    except Exception as error:  # a corrupt or foreign pickle can raise anything
+        raise UnreadableState(str(error)) from error
+    if not isinstance(state, dict) or "trigger" not in state or "func" not in state:
+        raise UnreadableState("not an APScheduler 3 job state")
+    return state
+
+
+def dump_state(state: dict[str, Any]) -> bytes:
+    return pickle.dumps(state, PICKLE_PROTOCOL)
+
+
+def function_is_importable(func_ref: str) -> bool:
+    """Whether a stored function reference still resolves to a callable."""
+    try:
+        return callable(ref_to_obj(func_ref))
+    except Exception:  # an import can fail with any error, SyntaxError included
+        return False
+
+
+def isoformat(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def trigger_type_name(trigger: Any) -> str:
+    """"cron", "interval" or "date" for APScheduler's triggers, else the class name."""
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.date import DateTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    names = {CronTrigger: "cron", IntervalTrigger: "interval", DateTrigger: "date"}
+    return names.get(type(trigger), type(trigger).__name__)

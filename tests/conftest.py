@@ -1,0 +1,155 @@
+"""Shared fixtures: synced demo jobs, threads with their own connections, and a
+real `runscheduler` subprocess against the test database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection, connections
+
+from scheduler_app import services
+from scheduler_app.models import SchedulerProcess
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ON_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    skip = pytest.mark.skip(reason="needs PostgreSQL; the PostgreSQL run of the suite covers it")
+    for item in items:
+        if "postgres_only" in item.keywords and not ON_POSTGRES:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def synced(db: None) -> services.SyncReport:
+    """The declared jobs (demo and probe) in the store, as after a scheduler start."""
+    return services.sync_jobs_from_code()
+
+
+def run_in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run `work(i)` in `count` threads started together; return results or exceptions.
+
+    Each thread uses its own database connection, closed when it is done.
+    """
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def target(index: int) -> None:
+        try:
+            barrier.wait()
+            results[index] = work(index)
+        except BaseException as error:  # reported to the test, not swallowed
+            results[index] = error
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "threads deadlocked"
+    return results
+
+
+def database_url() -> str:
+    """A DATABASE_URL for the test database that pytest-django set up."""
+    params = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{params['NAME']}"
+    user = params.get("USER") or "postgres"
+    host = params.get("HOST") or "127.0.0.1"
+    port = params.get("PORT") or 5432
+    return f"postgres://{user}@{host}:{port}/{params['NAME']}"
+
+
+class SchedulerSubprocess:
+    """A real `manage.py runscheduler` process; its output is kept for failures."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "runscheduler", "--log-level", "DEBUG"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_until_running(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"scheduler exited:\n{self.output}"
+            if SchedulerProcess.objects.filter(pid=self.process.pid).exists():
+                # The heartbeat comes from its own thread: give the loop a moment.
+                time.sleep(0.3)
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"scheduler did not start:\n{self.output}")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            self._reader.join(timeout=5)
+
+
+@pytest.fixture
+def start_scheduler(transactional_db: None) -> Iterator[Callable[..., SchedulerSubprocess]]:
+    """Start real scheduler processes; all are stopped before the database is flushed."""
+    started: list[SchedulerSubprocess] = []
+
+    def start(**extra_env: str) -> SchedulerSubprocess:
+        scheduler = SchedulerSubprocess(extra_env)
+        started.append(scheduler)
+        scheduler.wait_until_running()
+        return scheduler
+
+    yield start
+    for scheduler in started:
+        scheduler.stop()
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 0.02) -> Any:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

@@ -1,0 +1,10 @@
+"""Test settings: the demo project plus an app whose jobs let tests watch real runs."""
+
+from project.settings import *  # noqa: F403
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
+
+# Fast propagation and short back-off so tests with a real scheduler finish quickly.
+SCHEDULER_APP = {"POLL_INTERVAL": 0.1, "MAX_RETRY_DELAY": 1.0, "HEARTBEAT_INTERVAL": 0.5}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

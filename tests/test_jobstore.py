@@ -1,0 +1,235 @@
+"""JobStore: a job store's usual contract, plus kept broken jobs and locked claims."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from apscheduler.job import Job
+from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from django.db import connections, transaction
+from django_apscheduler.models import DjangoJob, DjangoJobExecution
+
+from scheduler_app import selectors, services
+from scheduler_app.jobstore import JobStore
+from scheduler_app.models import JobRecord
+from scheduler_app.state import dump_state, load_state
+from tests.conftest import run_in_threads
+
+NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def probe() -> None:
+    """A job function for the contract tests."""
+
+
+@pytest.fixture
+def scheduler() -> BlockingScheduler:
+    return BlockingScheduler(timezone=UTC)
+
+
+@pytest.fixture
+def store(scheduler: BlockingScheduler) -> JobStore:
+    store = JobStore()
+    store.start(scheduler, "default")
+    return store
+
+
+def make_job(scheduler, job_id: str, next_run_time: datetime | None, **options) -> Job:
+    job = Job(
+        scheduler,
+        id=job_id,
+        func=probe,
+        trigger=options.pop("trigger", DateTrigger(NOW + timedelta(days=1), UTC)),
+        executor="default",
+        args=(),
+        kwargs={},
+        name=job_id,
+        misfire_grace_time=30,
+        coalesce=options.pop("coalesce", False),
+        max_instances=1,
+    )
+    job.next_run_time = next_run_time
+    return job
+
+
+def break_job(job_id: str) -> None:
+    row = DjangoJob.objects.get(id=job_id)
+    state = load_state(row.job_state)
+    state["func"] = "tests.module_deleted_in_a_deploy:probe"
+    row.job_state = dump_state(state)
+    row.save()
+
+
+@pytest.mark.django_db
+class TestJobStoreContract:
+    def test_added_job_is_looked_up_with_its_state_and_a_version(self, store, scheduler):
+        store.add_job(make_job(scheduler, "a", NOW))
+
+        job = store.lookup_job("a")
+        assert (job.id, job.func_ref, job.next_run_time) == ("a", "tests.test_jobstore:probe", NOW)
+        assert job.func.__wrapped__ is probe  # wrapped to get a fresh connection per run
+        assert JobRecord.objects.get(job_id="a").version == 1
+        assert store.lookup_job("missing") is None
+
+    def test_adding_an_existing_id_conflicts(self, store, scheduler):
+        store.add_job(make_job(scheduler, "a", NOW))
+        with pytest.raises(ConflictingIdError):
+            store.add_job(make_job(scheduler, "a", NOW))
+
+    def test_due_jobs_next_run_time_and_paused_jobs(self, store, scheduler):
+        store.add_job(make_job(scheduler, "later", NOW + timedelta(minutes=5)))
+        store.add_job(make_job(scheduler, "due", NOW - timedelta(minutes=1)))
+        store.add_job(make_job(scheduler, "paused", None))
+
+        assert [job.id for job in store.get_due_jobs(NOW)] == ["due"]
+        assert store.get_next_run_time() == NOW - timedelta(minutes=1)
+        assert [job.id for job in store.get_all_jobs()] == ["due", "later", "paused"]
+
+    def test_update_and_remove(self, store, scheduler):
+        job = make_job(scheduler, "a", NOW)
+        store.add_job(job)
+        job.next_run_time = NOW + timedelta(hours=1)
+        store.update_job(job)
+        assert store.lookup_job("a").next_run_time == NOW + timedelta(hours=1)
+
+        store.remove_job("a")
+        assert store.lookup_job("a") is None
+        with pytest.raises(JobLookupError):
+            store.remove_job("a")
+        with pytest.raises(JobLookupError):
+            store.update_job(job)
+
+    def test_remove_all_jobs(self, store, scheduler):
+        store.add_job(make_job(scheduler, "a", NOW))
+        store.add_job(make_job(scheduler, "b", NOW))
+        store.remove_all_jobs()
+        assert store.get_all_jobs() == []
+
+
+@pytest.mark.django_db
+class TestBrokenJobs:
+    def test_job_that_cannot_be_imported_is_kept_with_its_history(self, store, scheduler):
+        store.add_job(make_job(scheduler, "a", NOW - timedelta(minutes=1)))
+        DjangoJobExecution.objects.create(job_id="a", status=DjangoJobExecution.SUCCESS,
+                                          run_time=NOW - timedelta(days=1))
+        break_job("a")
+
+        assert store.get_due_jobs(NOW) == []
+        assert store.get_all_jobs() == []
+        assert store.lookup_job("a") is None
+        assert DjangoJob.objects.filter(id="a").exists()
+        assert DjangoJobExecution.objects.filter(job_id="a").count() == 1
+        assert selectors.get_job(job_id="a").broken
+
+    def test_claiming_a_due_broken_job_records_the_skipped_run_and_moves_on(self, store, scheduler):
+        trigger = IntervalTrigger(minutes=10, start_date=NOW - timedelta(hours=1), timezone=UTC)
+        store.add_job(make_job(scheduler, "a", NOW - timedelta(minutes=1), trigger=trigger))
+        break_job("a")
+
+        assert store.claim_due_jobs(NOW) == []
+
+        row = DjangoJob.objects.get(id="a")
+        assert row.next_run_time == NOW + timedelta(minutes=9)
+        execution = DjangoJobExecution.objects.get(job_id="a")
+        assert execution.status == DjangoJobExecution.ERROR
+        assert "module_deleted_in_a_deploy" in execution.exception
+
+
+@pytest.mark.django_db
+class TestClaims:
+    def test_claim_advances_next_run_time_before_anything_runs(self, store, scheduler):
+        trigger = IntervalTrigger(minutes=1, start_date=NOW - timedelta(minutes=30), timezone=UTC)
+        store.add_job(make_job(scheduler, "a", NOW - timedelta(minutes=2), trigger=trigger))
+
+        [claimed] = store.claim_due_jobs(NOW)
+
+        assert claimed.job.id == "a"
+        assert claimed.run_times == [NOW - timedelta(minutes=2), NOW - timedelta(minutes=1), NOW]
+        assert DjangoJob.objects.get(id="a").next_run_time == NOW + timedelta(minutes=1)
+        assert store.claim_due_jobs(NOW) == []
+
+    def test_coalesced_job_is_claimed_for_its_latest_run_only(self, store, scheduler):
+        trigger = IntervalTrigger(minutes=1, start_date=NOW - timedelta(minutes=30), timezone=UTC)
+        store.add_job(make_job(scheduler, "a", NOW - timedelta(minutes=2), trigger=trigger,
+                               coalesce=True))
+
+        [claimed] = store.claim_due_jobs(NOW)
+
+        assert claimed.run_times == [NOW]
+
+    def test_one_off_job_is_kept_after_its_run(self, store, scheduler):
+        store.add_job(make_job(scheduler, "once", NOW, trigger=DateTrigger(NOW, UTC)))
+
+        [claimed] = store.claim_due_jobs(NOW)
+
+        assert claimed.run_times == [NOW]
+        assert DjangoJob.objects.get(id="once").next_run_time is None
+
+
+def make_due(job_id: str) -> None:
+    """Put a synced job's next run one second in the past, with a 1-minute interval."""
+    row = DjangoJob.objects.get(id=job_id)
+    state = load_state(row.job_state)
+    state["trigger"] = IntervalTrigger(minutes=1, timezone=UTC)
+    state["next_run_time"] = datetime.now(UTC) - timedelta(seconds=1)
+    row.job_state, row.next_run_time = dump_state(state), state["next_run_time"]
+    row.save()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pause_committed_during_a_claim_is_not_reverted_by_the_write_back(store):
+    """The APScheduler 3 write-back race, made deterministic with a hook."""
+    services.sync_jobs_from_code()
+    make_due("probe.record")
+    pause_done = threading.Event()
+
+    def pause() -> None:
+        try:
+            services.pause_job(job_id="probe.record", actor="operator", source="api")
+        finally:
+            connections.close_all()
+            pause_done.set()
+
+    def commit_a_pause_meanwhile(claimed_ids: list[str]) -> None:
+        assert claimed_ids == ["probe.record"]
+        threading.Thread(target=pause).start()
+        # The pause now waits on the claim's row lock (PostgreSQL) or on the write
+        # lock (SQLite); it must not have finished.
+        assert not pause_done.wait(0.5)
+
+    claimed = store.claim_due_jobs(datetime.now(UTC), before_write_back=commit_a_pause_meanwhile)
+
+    assert [run.job.id for run in claimed] == ["probe.record"]
+    assert pause_done.wait(10)
+    job = selectors.get_job(job_id="probe.record")
+    assert not job.enabled and DjangoJob.objects.get(id="probe.record").next_run_time is None
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_claim_skips_a_row_locked_by_a_change_in_progress(store):
+    services.sync_jobs_from_code()
+    make_due("probe.record")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row(_: int) -> None:
+        with transaction.atomic():
+            DjangoJob.objects.select_for_update().get(id="probe.record")
+            locked.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=lambda: run_in_threads(1, hold_the_row))
+    holder.start()
+    assert locked.wait(10)
+    started = time.monotonic()
+    assert store.claim_due_jobs(datetime.now(UTC)) == []
+    assert time.monotonic() - started < 1, "the claim waited for the lock instead of skipping"
+    release.set()
+    holder.join()
+    assert [run.job.id for run in store.claim_due_jobs(datetime.now(UTC))] == ["probe.record"]

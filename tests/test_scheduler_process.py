@@ -1,0 +1,113 @@
+"""A real `runscheduler` process against the test database."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django_apscheduler.models import DjangoJob, DjangoJobExecution
+
+from scheduler_app import services
+from scheduler_app.models import RunRequest, SchedulerProcess
+from scheduler_app.state import dump_state, load_state
+from tests.conftest import wait_for
+from tests.testapp.models import ProbeRun
+
+pytestmark = pytest.mark.slow
+
+EVERY_SECOND = {"trigger": "cron", "trigger_args": {"second": "*"}}
+
+
+def operator(**fields: object) -> dict[str, object]:
+    return {"actor": "operator", "source": "cli", **fields}
+
+
+def test_run_now_is_acted_on_within_a_second(start_scheduler):
+    scheduler = start_scheduler()
+
+    request = services.request_job_run(**operator(job_id="probe.record"))
+    committed = time.monotonic()
+
+    wait_for(lambda: ProbeRun.objects.filter(job_id="probe.record").exists(), timeout=1.0)
+    assert time.monotonic() - committed < 1.0
+    request.refresh_from_db()
+    assert request.status == RunRequest.Status.SUBMITTED
+    execution = wait_for(
+        lambda: DjangoJobExecution.objects.filter(
+            job_id="probe.record", status=DjangoJobExecution.SUCCESS
+        ).first(),
+        timeout=5,
+    )
+    assert execution.run_time == request.run_time
+    job = DjangoJob.objects.get(id="probe.record")
+    assert job.next_run_time.year == 2099, "run-now must not move the schedule"
+    assert scheduler.process.poll() is None
+
+
+def test_reschedule_takes_effect_at_once_and_pause_stops_every_later_run(start_scheduler):
+    start_scheduler()
+
+    services.reschedule_job(trigger_spec=EVERY_SECOND, **operator(job_id="probe.record"))
+    wait_for(lambda: ProbeRun.objects.filter(job_id="probe.record").count() >= 2, timeout=4)
+    services.pause_job(**operator(job_id="probe.record"))
+    paused_at = datetime.now(UTC)
+
+    time.sleep(2.5)
+    later_runs = ProbeRun.objects.filter(job_id="probe.record", started_at__gt=paused_at)
+    assert list(later_runs) == []
+    assert DjangoJob.objects.get(id="probe.record").next_run_time is None
+
+
+def test_job_whose_function_is_gone_is_kept_and_reported(start_scheduler):
+    services.sync_jobs_from_code()
+    template = DjangoJob.objects.get(id="probe.record")
+    state = load_state(template.job_state)
+    due = datetime.now(UTC) - timedelta(seconds=1)
+    state.update(id="renamed.job", func="tests.testapp.jobs:renamed_away", next_run_time=due)
+    DjangoJob.objects.create(id="renamed.job", job_state=dump_state(state), next_run_time=due)
+
+    scheduler = start_scheduler()
+
+    execution = wait_for(
+        lambda: DjangoJobExecution.objects.filter(job_id="renamed.job").first(), timeout=5
+    )
+    assert execution.status == DjangoJobExecution.ERROR
+    assert "renamed_away" in execution.exception
+    assert DjangoJob.objects.filter(id="renamed.job").exists()
+    assert "Broken (function cannot be imported): 1 (renamed.job)" in scheduler.output
+    # The loop goes on with the other jobs.
+    services.request_job_run(**operator(job_id="probe.record"))
+    wait_for(lambda: ProbeRun.objects.exists(), timeout=5)
+
+
+def test_sigterm_lets_the_running_job_finish(start_scheduler):
+    scheduler = start_scheduler()
+    services.request_job_run(**operator(job_id="probe.slow"))
+    wait_for(lambda: ProbeRun.objects.filter(job_id="probe.slow").exists(), timeout=5)
+
+    assert scheduler.stop() == 0
+
+    execution = DjangoJobExecution.objects.get(job_id="probe.slow")
+    assert execution.status == DjangoJobExecution.SUCCESS
+    assert SchedulerProcess.objects.get(pid=scheduler.process.pid).stopped_at is not None
+    assert "Scheduler stopped." in scheduler.output
+
+
+@pytest.mark.postgres_only
+def test_scheduler_survives_its_connections_being_killed(start_scheduler):
+    scheduler = start_scheduler()
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.rowcount >= 1
+
+    services.request_job_run(**operator(job_id="probe.record"))
+    wait_for(lambda: ProbeRun.objects.filter(job_id="probe.record").exists(), timeout=10)
+    services.reschedule_job(trigger_spec=EVERY_SECOND, **operator(job_id="probe.record"))
+    wait_for(lambda: ProbeRun.objects.filter(job_id="probe.record").count() >= 3, timeout=10)
+    assert scheduler.process.poll() is None
