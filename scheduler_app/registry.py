@@ -112,7 +112,13 @@ def scheduled_job(
         from scheduler_app.conf import app_settings
         from scheduler_app.triggers import build_trigger
 
-        func_ref = obj_to_ref(func)
+        try:
+            func_ref = obj_to_ref(func)
+        except ValueError as error:
+            # The store keeps a textual reference, so the function must be importable.
+            raise ValueError(
+                f"@scheduled_job needs a module-level function, not {func!r}: {error}"
+            ) from None
         declaration = JobDeclaration(
             id=id or f"{func.__module__}.{func.__name__}",
             func=func,

@@ -1,0 +1,21 @@
+"""System checks name a bad SCHEDULER_APP setting before anything runs."""
+
+from django.core.checks import run_checks
+from django.test import override_settings
+
+
+def error_ids() -> set[str]:
+    return {message.id for message in run_checks() if message.id.startswith("scheduler_app")}
+
+
+def test_default_settings_pass():
+    assert error_ids() == set()
+
+
+@override_settings(SCHEDULER_APP={"POLL_INTERVAL": 0, "THREADS": "ten", "TIMEZONE": "Mars/Base",
+                                  "NOTIFICATIONS": "smoke", "POLL_INTERVALL": 1})
+def test_each_bad_value_is_reported():
+    assert error_ids() == {
+        "scheduler_app.E002", "scheduler_app.E003", "scheduler_app.E004",
+        "scheduler_app.E005", "scheduler_app.E006",
+    }

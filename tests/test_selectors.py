@@ -1,0 +1,93 @@
+"""Selectors: reads come from the store at call time, at a constant query cost."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from django_apscheduler.models import DjangoJob, DjangoJobExecution
+
+from scheduler_app import selectors, services
+from scheduler_app.models import SchedulerProcess
+from scheduler_app.registry import JobDeclaration, registry
+
+pytestmark = pytest.mark.django_db
+
+
+def add_generated_jobs(count: int) -> None:
+    template = registry.get("probe.record")
+    services.sync_jobs_from_code(declarations=[
+        JobDeclaration(**{**template.__dict__, "id": f"generated.job_{i:03d}"})
+        for i in range(count)
+    ])
+    for job_id in DjangoJob.objects.values_list("id", flat=True):
+        DjangoJobExecution.objects.create(job_id=job_id, status=DjangoJobExecution.SUCCESS,
+                                          run_time=timezone.now() - timedelta(minutes=1))
+
+
+def queries_for_a_page(size: int) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        views = selectors.job_views(selectors.job_queryset()[:size])
+    assert len(views) == size
+    return len(queries)
+
+
+def test_a_page_of_jobs_costs_the_same_queries_whatever_its_size(synced):
+    add_generated_jobs(60)
+
+    assert queries_for_a_page(5) == queries_for_a_page(50) == 2
+
+
+def test_last_execution_is_the_newest_one(synced):
+    now = timezone.now()
+    for minutes, status in ((30, DjangoJobExecution.SUCCESS), (5, DjangoJobExecution.ERROR)):
+        DjangoJobExecution.objects.create(job_id="reports.weekly", status=status,
+                                          run_time=now - timedelta(minutes=minutes),
+                                          exception="boom" if minutes == 5 else None)
+
+    last = selectors.get_job(job_id="reports.weekly").last_execution
+
+    assert (last.status, last.exception) == ("error", "boom")
+
+
+def test_filters_search_and_ordering(synced):
+    services.pause_job(job_id="reports.weekly", actor="a", source="api")
+
+    def ids(**filters):
+        return [row.id for row in selectors.job_queryset(**filters)]
+
+    assert "reports.weekly" not in ids(enabled=True)
+    assert ids(enabled=False) == ["reports.weekly"]
+    assert set(ids(trigger="interval")) == {
+        "cache.warm", "integrations.flaky_sync", "monitoring.heartbeat"
+    }
+    assert ids(search="weekly report") == ["reports.weekly"]  # by name, case-insensitive
+    assert ids(search="probe.") == ["probe.record", "probe.slow"]
+    by_next_run = ids(ordering="next_run_time")
+    assert by_next_run[0] == "cache.warm" and by_next_run[-1] == "reports.weekly"
+    assert ids(ordering="-next_run_time")[-1] == "reports.weekly"  # paused last either way
+
+
+def test_unreadable_job_state_is_shown_broken_not_an_error(synced):
+    DjangoJob.objects.create(id="garbage.job", job_state=b"not a pickle", next_run_time=None)
+
+    job = selectors.get_job(job_id="garbage.job")
+
+    assert job.broken and job.orphaned and job.trigger is None
+    assert selectors.scheduler_status().jobs_broken == 1
+
+
+def test_status_reports_a_fresh_heartbeat_as_running(synced):
+    assert not selectors.scheduler_status().running
+    SchedulerProcess.objects.create(host="web-1", pid=42, notification_mode="poll")
+    services.pause_job(job_id="reports.weekly", actor="a", source="api")
+
+    status = selectors.scheduler_status()
+
+    assert (status.running, status.host, status.pid) == (True, "web-1", 42)
+    assert status.jobs_total == len(registry) and status.jobs_paused == 1
+    SchedulerProcess.objects.update(last_heartbeat=timezone.now() - timedelta(minutes=5))
+    assert not selectors.scheduler_status().running
