@@ -102,6 +102,42 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 SCHEDULER_APP = {}
 
+REST_FRAMEWORK = {
+    # Basic first: an anonymous request gets 401 with a WWW-Authenticate challenge
+    # (session first would make it a 403). Session requests must carry a CSRF token.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Views that say nothing else are for staff only.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_PARSER_CLASSES": ["scheduler_app.api.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "scheduler_app.api.exceptions.exception_handler",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Scheduler API",
+    "DESCRIPTION": (
+        "List, inspect, reschedule, pause, resume, run now and reset the scheduler's jobs. "
+        "Staff only: reading needs the view permission on jobs, changing the change "
+        "permission. Writes take JSON and an optional If-Match with the job's version."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs are for the same staff as the API.
+    "SERVE_PERMISSIONS": ["scheduler_app.api.permissions.CanManageJobs"],
+    # Swagger UI from drf-spectacular-sidecar's static files: no CDN, works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -113,6 +149,7 @@ LOGGING = {
     },
     "loggers": {
         "scheduler_app": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "project": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "apscheduler": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }

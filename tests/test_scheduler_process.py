@@ -12,7 +12,7 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 from scheduler_app import services
 from scheduler_app.models import RunRequest, SchedulerProcess
 from scheduler_app.state import dump_state, load_state
-from tests.conftest import wait_for
+from tests.conftest import run_in_threads, wait_for
 from tests.testapp.models import ProbeRun
 
 pytestmark = pytest.mark.slow
@@ -111,3 +111,24 @@ def test_scheduler_survives_its_connections_being_killed(start_scheduler):
     services.reschedule_job(trigger_spec=EVERY_SECOND, **operator(job_id="probe.record"))
     wait_for(lambda: ProbeRun.objects.filter(job_id="probe.record").count() >= 3, timeout=10)
     assert scheduler.process.poll() is None
+
+
+def test_simultaneous_run_now_requests_each_end_in_a_recorded_execution(start_scheduler):
+    start_scheduler()
+
+    request_ids = run_in_threads(10, lambda i: services.request_job_run(
+        **operator(job_id="probe.record", actor=f"thread-{i}")
+    ).id)
+
+    assert all(isinstance(request_id, int) for request_id in request_ids), request_ids
+
+    def all_recorded() -> bool:
+        requests = list(RunRequest.objects.filter(id__in=request_ids))
+        return all(request.execution and request.execution.finished for request in requests)
+
+    wait_for(all_recorded, timeout=10)
+    outcomes = [request.execution.status for request in RunRequest.objects.all()]
+    # probe.record allows one instance: a request that finds it running is recorded
+    # as skipped for that reason, never lost.
+    assert set(outcomes) <= {DjangoJobExecution.SUCCESS, DjangoJobExecution.MAX_INSTANCES}
+    assert outcomes.count(DjangoJobExecution.SUCCESS) == ProbeRun.objects.count() >= 1
