@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.db import connection, connections
+from django_apscheduler.models import DjangoJob
 
 from scheduler_app import services
 from scheduler_app.models import SchedulerProcess
+from scheduler_app.state import dump_state, load_state
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ON_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
@@ -35,6 +37,23 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
 def synced(db: None) -> services.SyncReport:
     """The declared jobs (demo and probe) in the store, as after a scheduler start."""
     return services.sync_jobs_from_code()
+
+
+def edit_stored_job(job_id: str, **changes: Any) -> None:
+    """Change a job's stored state behind the services' back (code drift, a deploy, a
+    run that already happened), keeping the next-run column in step with the state."""
+    row = DjangoJob.objects.get(id=job_id)
+    state = load_state(row.job_state)
+    state.update(changes)
+    row.job_state, row.next_run_time = dump_state(state), state["next_run_time"]
+    row.save()
+
+
+def copy_stored_job(source_id: str, new_id: str, **changes: Any) -> None:
+    """Store a new job row made from another job's state."""
+    state = {**load_state(DjangoJob.objects.get(id=source_id).job_state), "id": new_id, **changes}
+    DjangoJob.objects.create(id=new_id, job_state=dump_state(state),
+                             next_run_time=state["next_run_time"])
 
 
 def run_in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:

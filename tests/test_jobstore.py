@@ -18,8 +18,7 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 from scheduler_app import selectors, services
 from scheduler_app.jobstore import JobStore
 from scheduler_app.models import JobRecord
-from scheduler_app.state import dump_state, load_state
-from tests.conftest import run_in_threads
+from tests.conftest import edit_stored_job, run_in_threads
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -59,11 +58,7 @@ def make_job(scheduler, job_id: str, next_run_time: datetime | None, **options) 
 
 
 def break_job(job_id: str) -> None:
-    row = DjangoJob.objects.get(id=job_id)
-    state = load_state(row.job_state)
-    state["func"] = "tests.module_deleted_in_a_deploy:probe"
-    row.job_state = dump_state(state)
-    row.save()
+    edit_stored_job(job_id, func="tests.module_deleted_in_a_deploy:probe")
 
 
 @pytest.mark.django_db
@@ -174,12 +169,8 @@ class TestClaims:
 
 def make_due(job_id: str) -> None:
     """Put a synced job's next run one second in the past, with a 1-minute interval."""
-    row = DjangoJob.objects.get(id=job_id)
-    state = load_state(row.job_state)
-    state["trigger"] = IntervalTrigger(minutes=1, timezone=UTC)
-    state["next_run_time"] = datetime.now(UTC) - timedelta(seconds=1)
-    row.job_state, row.next_run_time = dump_state(state), state["next_run_time"]
-    row.save()
+    edit_stored_job(job_id, trigger=IntervalTrigger(minutes=1, timezone=UTC),
+                    next_run_time=datetime.now(UTC) - timedelta(seconds=1))
 
 
 @pytest.mark.django_db(transaction=True)

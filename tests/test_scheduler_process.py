@@ -11,8 +11,7 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import services
 from scheduler_app.models import RunRequest, SchedulerProcess
-from scheduler_app.state import dump_state, load_state
-from tests.conftest import run_in_threads, wait_for
+from tests.conftest import copy_stored_job, run_in_threads, wait_for
 from tests.testapp.models import ProbeRun
 
 pytestmark = pytest.mark.slow
@@ -62,11 +61,8 @@ def test_reschedule_takes_effect_at_once_and_pause_stops_every_later_run(start_s
 
 def test_job_whose_function_is_gone_is_kept_and_reported(start_scheduler):
     services.sync_jobs_from_code()
-    template = DjangoJob.objects.get(id="probe.record")
-    state = load_state(template.job_state)
-    due = datetime.now(UTC) - timedelta(seconds=1)
-    state.update(id="renamed.job", func="tests.testapp.jobs:renamed_away", next_run_time=due)
-    DjangoJob.objects.create(id="renamed.job", job_state=dump_state(state), next_run_time=due)
+    copy_stored_job("probe.record", "renamed.job", func="tests.testapp.jobs:renamed_away",
+                    next_run_time=datetime.now(UTC) - timedelta(seconds=1))
 
     scheduler = start_scheduler()
 

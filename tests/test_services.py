@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from apscheduler.triggers.date import DateTrigger
 from django_apscheduler.models import DjangoJob
 
 from scheduler_app import notifications, selectors, services
@@ -16,7 +17,7 @@ from scheduler_app.exceptions import (
     VersionConflict,
 )
 from scheduler_app.models import JobChange, RunRequest
-from scheduler_app.state import dump_state, load_state
+from tests.conftest import copy_stored_job, edit_stored_job
 
 pytestmark = pytest.mark.django_db
 
@@ -146,11 +147,7 @@ def test_reschedule_and_reset_keep_a_paused_job_paused(synced):
 
 def test_reset_puts_schedule_and_arguments_back_to_code_default(synced):
     job_id = "cache.warm"
-    row = DjangoJob.objects.get(id=job_id)
-    state = load_state(row.job_state)
-    state["args"], state["kwargs"] = ("admin",), {"depth": 9}
-    row.job_state = dump_state(state)
-    row.save()
+    edit_stored_job(job_id, args=("admin",), kwargs={"depth": 9})
     services.reschedule_job(
         trigger_spec={"trigger": "interval", "trigger_args": {"hours": 2}}, **change(job_id=job_id)
     )
@@ -185,28 +182,15 @@ def test_resume_of_a_finished_one_off_job_is_refused(synced):
         },
         **change(),
     )
-    row = DjangoJob.objects.get(id=JOB)
-    state = load_state(row.job_state)
-    state["trigger"].run_date -= timedelta(days=2)  # as if it had run and finished
-    state["next_run_time"] = None
-    row.job_state, row.next_run_time = dump_state(state), None
-    row.save()
+    finished = DateTrigger(datetime.now(UTC) - timedelta(days=1))  # it ran yesterday
+    edit_stored_job(JOB, trigger=finished, next_run_time=None)
 
     with pytest.raises(JobStateConflict, match="no future run"):
         services.resume_job(**change())
 
 
-def break_function_reference(job_id: str) -> None:
-    """Make a stored job point at a function that no longer exists (a renamed function)."""
-    row = DjangoJob.objects.get(id=job_id)
-    state = load_state(row.job_state)
-    state["func"] = "project.jobs:function_renamed_away"
-    row.job_state = dump_state(state)
-    row.save()
-
-
 def test_broken_job_can_be_paused_but_not_run_resumed_or_rescheduled(synced):
-    break_function_reference(JOB)
+    edit_stored_job(JOB, func="project.jobs:function_renamed_away")  # renamed in a deploy
 
     assert selectors.get_job(job_id=JOB).broken
     with pytest.raises(JobBroken, match="function_renamed_away"):
@@ -232,11 +216,7 @@ def test_restart_keeps_operator_schedule_and_paused_state(synced):
 
 
 def test_restart_updates_code_owned_metadata_only(synced):
-    row = DjangoJob.objects.get(id=JOB)
-    state = load_state(row.job_state)
-    state["name"], state["max_instances"] = "Old name", 7
-    row.job_state = dump_state(state)
-    row.save()
+    edit_stored_job(JOB, name="Old name", max_instances=7)
     services.reschedule_job(trigger_spec=EVERY_FIVE_MINUTES, **change())
 
     report = services.sync_jobs_from_code()
@@ -250,8 +230,7 @@ def test_restart_updates_code_owned_metadata_only(synced):
 
 def test_job_no_longer_in_code_is_reported_orphaned_and_kept(synced):
     services.sync_jobs_from_code()
-    row = DjangoJob.objects.get(id=JOB)
-    DjangoJob.objects.create(id="old.removed_job", job_state=row.job_state, next_run_time=None)
+    copy_stored_job(JOB, "old.removed_job")
 
     report = services.sync_jobs_from_code()
 
