@@ -30,6 +30,8 @@ DEFAULTS: dict[str, Any] = {
     "HEARTBEAT_TIMEOUT": 30.0,
     # Longest back-off after a database error in the scheduler loop.
     "MAX_RETRY_DELAY": 10.0,
+    # Seconds a scheduler's leadership lease lasts; renewed every third of it.
+    "LEASE_TTL": 10.0,
     # Worker threads that run jobs in the scheduler process.
     "THREADS": 10,
     # PostgreSQL channel for change notifications.

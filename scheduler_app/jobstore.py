@@ -10,6 +10,9 @@ It differs from its parent in three ways:
   and writes their next run time back in the same transaction, before anything
   runs, so a pause or reschedule committed meanwhile is never overwritten by the
   whole-job write-back of `BaseScheduler._process_jobs`;
+* each run it claims is recorded (a `DjangoJobExecution` row, unique per job and
+  run time) in the claiming transaction, so the database itself refuses to fire a
+  (job, run time) twice, whoever claims it and whatever the timing;
 * every job it adds gets its `JobRecord` (version) in the same transaction.
 
 Used alone, it is a drop-in job store for any APScheduler 3 scheduler.
@@ -118,6 +121,7 @@ class JobStore(DjangoJobStore):
         self,
         now: datetime,
         *,
+        fence: Callable[[], None] | None = None,
         before_write_back: Callable[[list[str]], None] | None = None,
     ) -> list[ClaimedRun]:
         """Claim the jobs due at `now` and advance their next run times, in one transaction.
@@ -126,9 +130,12 @@ class JobStore(DjangoJobStore):
         skipped, not waited for: they are claimed by the next pass, with their new
         state. `no_key` keeps execution-record inserts, which reference the row,
         from waiting on the claim. `before_write_back` runs between the claim and
-        the write-back (tests use it to commit a change in that window).
+        the write-back (tests use it to commit a change in that window). `fence`
+        runs first in the transaction and raises if this process may not claim.
         """
         with transaction.atomic():
+            if fence is not None:
+                fence()
             rows = list(
                 DjangoJob.objects.select_for_update(skip_locked=True, no_key=True)
                 .filter(next_run_time__lte=util.get_django_internal_datetime(now))
@@ -160,12 +167,17 @@ class JobStore(DjangoJobStore):
         if job is None:
             _record_broken_runs(row.id, state["func"], run_times)
             return None
+        run_times = [run_time for run_time in run_times if _record_claimed_run(row.id, run_time)]
         return ClaimedRun(job=job, run_times=run_times) if run_times else None
 
     @util.retry_on_db_operational_error
-    def claim_run_requests(self, now: datetime) -> list[ClaimedRun]:
+    def claim_run_requests(
+        self, now: datetime, *, fence: Callable[[], None] | None = None
+    ) -> list[ClaimedRun]:
         """Claim pending run-now requests; each gets its own run time for its record."""
         with transaction.atomic():
+            if fence is not None:
+                fence()
             requests = list(
                 RunRequest.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(status=RunRequest.Status.PENDING)
@@ -184,6 +196,7 @@ class JobStore(DjangoJobStore):
                     # one pass get distinct run times a microsecond apart.
                     request.run_time = now + timedelta(microseconds=offset)
                     request.status = RunRequest.Status.SUBMITTED
+                    _record_claimed_run(request.job_id, request.run_time)
                     claimed.append(ClaimedRun(job, [request.run_time], request))
                 request.save(update_fields=["claimed_at", "run_time", "status", "detail"])
             return claimed
@@ -197,6 +210,21 @@ def _due_run_times(state: dict[str, Any], now: datetime) -> list[datetime]:
         run_times.append(next_run_time)
         next_run_time = state["trigger"].get_next_fire_time(next_run_time, now)
     return run_times
+
+
+def _record_claimed_run(job_id: str, run_time: datetime) -> bool:
+    """Record a claimed run; False if that (job, run time) was already fired."""
+    try:
+        with transaction.atomic():
+            DjangoJobExecution.objects.create(
+                job_id=job_id,
+                run_time=util.get_django_internal_datetime(run_time),
+                status=DjangoJobExecution.SENT,
+            )
+    except IntegrityError:
+        logger.warning("Run of %r at %s was already fired; not firing it again", job_id, run_time)
+        return False
+    return True
 
 
 def _record_broken_runs(job_id: str, func_ref: str, run_times: list[datetime]) -> None:

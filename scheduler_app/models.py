@@ -117,11 +117,34 @@ class RunRequest(models.Model):
         return DjangoJobExecution.objects.filter(job_id=self.job_id, run_time=self.run_time).first()
 
 
+class SchedulerLease(models.Model):
+    """The lease that makes one scheduler process the active one.
+
+    `epoch` goes up at every takeover: it is the fencing token every claim checks in
+    its own transaction (see `scheduler_app.leadership`).
+    """
+
+    name = models.CharField(max_length=32, primary_key=True)
+    holder = models.CharField(max_length=255, blank=True)
+    epoch = models.PositiveBigIntegerField(default=0)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"lease {self.name}: {self.holder or 'nobody'} (epoch {self.epoch})"
+
+
 class SchedulerProcess(models.Model):
     """One `runscheduler` process and its heartbeat, read by the status endpoint."""
 
+    class Role(models.TextChoices):
+        ACTIVE = "active", "Active"
+        STANDBY = "standby", "Standing by"
+
+    instance = models.CharField(max_length=255, blank=True)
     host = models.CharField(max_length=255)
     pid = models.PositiveIntegerField()
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.STANDBY)
+    epoch = models.PositiveBigIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     last_heartbeat = models.DateTimeField(default=timezone.now)
     stopped_at = models.DateTimeField(null=True, blank=True)

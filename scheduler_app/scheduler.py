@@ -1,19 +1,23 @@
 """
 The scheduler process: an APScheduler 3 `BlockingScheduler` that treats the store
-as the truth and survives its database.
+as the truth, shares the work with standby processes safely and survives its
+database.
 
 It replaces `BaseScheduler._process_jobs` (APScheduler 3.11), whose unlocked read
 and whole-job write-back undo a pause committed in between, with a pass that:
 
-1. claims pending run-now requests and due jobs under row locks, advancing their
-   next run times in the same transaction (`JobStore.claim_due_jobs`), then commits;
-2. only then submits the claimed runs to the executor (at most once per run time);
-3. sleeps until the store's next run time, at most MAX_SLEEP, or until the change
+1. does nothing unless this process holds the leadership lease (`leadership`);
+2. claims pending run-now requests and due jobs under row locks, fenced by the
+   lease, advancing next run times and recording each claimed run in the same
+   transaction (`JobStore.claim_due_jobs`), then commits;
+3. only then submits the claimed runs to the executor (at most once per run time);
+4. sleeps until the store's next run time, at most MAX_SLEEP, or until the change
    listener wakes it (LISTEN/NOTIFY or polling);
-4. on a database error, logs, drops the connection and retries with back-off
+5. on a database error, logs, drops the connection and retries with back-off
    instead of letting the exception end the loop.
 
-A heartbeat thread records that the process is alive for the status endpoint.
+A coordinator thread renews the lease and writes the heartbeat the status
+endpoint reads.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from apscheduler.schedulers.base import STATE_PAUSED, STATE_STOPPED
 from apscheduler.schedulers.blocking import BlockingScheduler
 from django.db import DatabaseError, connections
 from django.utils import timezone
+from django_apscheduler.models import DjangoJobExecution
 
 from scheduler_app.conf import app_settings
 from scheduler_app.jobstore import ClaimedRun, JobStore
+from scheduler_app.leadership import Leadership, LeadershipLost, new_instance_name
 from scheduler_app.models import SchedulerProcess
 from scheduler_app.notifications import make_listener
 
@@ -47,6 +53,7 @@ class Scheduler(BlockingScheduler):
 
     def __init__(self, **options: object) -> None:
         self.jobstore = JobStore()
+        self.leadership = Leadership(instance=new_instance_name(), ttl=app_settings.LEASE_TTL)
         self.stop_requested = threading.Event()
         self.retry_delay = 0.0
         super().__init__(
@@ -55,6 +62,12 @@ class Scheduler(BlockingScheduler):
             timezone=app_settings.timezone,
             **options,
         )
+
+    def wakeup(self) -> None:
+        # Listener and coordinator threads start before `start()` creates the event;
+        # a wake-up that early is not needed: the first pass runs at once.
+        if self._event is not None:
+            self._event.set()
 
     def request_stop(self) -> None:
         """Ask the loop to stop after the current pass (safe from a signal handler)."""
@@ -73,14 +86,21 @@ class Scheduler(BlockingScheduler):
     def _process_jobs(self) -> float | None:
         if self.state == STATE_PAUSED:
             return None
+        if not self.leadership.is_active:
+            # Standing by: the coordinator wakes us when we take the lease over.
+            return self.leadership.ttl / 3
         now = datetime.now(self.timezone)
+        fence = self.leadership.fence
         try:
             with self._jobstores_lock:
-                claimed = self.jobstore.claim_run_requests(now)
-                claimed += self.jobstore.claim_due_jobs(now)
+                claimed = self.jobstore.claim_run_requests(now, fence=fence)
+                claimed += self.jobstore.claim_due_jobs(now, fence=fence)
             for run in claimed:
                 self._submit(run)
             next_run_time = self.jobstore.get_next_run_time()
+        except LeadershipLost as reason:
+            logger.warning("Not claiming: %s; standing by", reason)
+            return self.leadership.ttl / 3
         except DatabaseError as error:
             return self._back_off(error)
         self.retry_delay = 0.0
@@ -91,6 +111,11 @@ class Scheduler(BlockingScheduler):
         return wait_seconds
 
     def _submit(self, run: ClaimedRun) -> None:
+        if not self.leadership.is_active:
+            # We stalled between the claim and now, long enough that another process
+            # may lead: starting the run could break "at most once" for its record.
+            _record_not_started(run, "not started: this scheduler lost its lease")
+            return
         executor = self._lookup_executor(run.job.executor)
         try:
             executor.submit_job(run.job, run.run_times)
@@ -112,45 +137,78 @@ class Scheduler(BlockingScheduler):
         return self.retry_delay
 
 
-class Heartbeat(threading.Thread):
-    """Records every HEARTBEAT_INTERVAL seconds that this scheduler process is alive."""
+def _record_not_started(run: ClaimedRun, reason: str) -> None:
+    try:
+        DjangoJobExecution.objects.filter(job_id=run.job.id, run_time__in=run.run_times).update(
+            status=DjangoJobExecution.MISSED, exception=reason
+        )
+    except DatabaseError as error:
+        logger.warning("Could not record that %r was not started: %s", run.job.id, error)
 
-    def __init__(self, notification_mode: str) -> None:
-        super().__init__(name="scheduler-heartbeat", daemon=True)
-        self.stopping = threading.Event()
+
+class Coordinator(threading.Thread):
+    """Renews (or takes over) the leadership lease and writes this process's heartbeat."""
+
+    def __init__(self, scheduler: Scheduler, notification_mode: str) -> None:
+        super().__init__(name="scheduler-coordinator", daemon=True)
+        self.scheduler = scheduler
+        self.leadership = scheduler.leadership
         self.notification_mode = notification_mode
+        self.stopping = threading.Event()
         self.process_id: int | None = None
+        self.interval = min(app_settings.HEARTBEAT_INTERVAL, self.leadership.ttl / 3)
 
     def run(self) -> None:
+        was_active: bool | None = None  # say which role we start in, too
         while True:
+            active = self.leadership.refresh()
+            if active != was_active:
+                self._announce(active)
+                was_active = active
             try:
-                self.beat()
+                self.beat(active)
             except DatabaseError as error:
                 logger.warning("Heartbeat failed (%s); will try again", error)
                 connections.close_all()
-            if self.stopping.wait(app_settings.HEARTBEAT_INTERVAL):
+            except Exception:
+                # This thread must outlive any surprise, or the lease lapses.
+                logger.exception("Unexpected error in the scheduler coordinator")
+            if self.stopping.wait(self.interval):
                 break
+        self.leadership.release()
         self.mark_stopped()
         connections.close_all()
 
-    def beat(self) -> None:
+    def _announce(self, active: bool) -> None:
+        if active:
+            logger.info("Active scheduler (lease epoch %s)", self.leadership.epoch)
+            self.scheduler.wakeup()
+        else:
+            logger.info("Standing by: another scheduler holds the lease")
+
+    def beat(self, active: bool) -> None:
         now = timezone.now()
+        role = SchedulerProcess.Role.ACTIVE if active else SchedulerProcess.Role.STANDBY
+        fields = {"last_heartbeat": now, "role": role, "epoch": self.leadership.epoch}
         if self.process_id is None:
             self.process_id = SchedulerProcess.objects.create(
+                instance=self.leadership.instance,
                 host=socket.gethostname(),
                 pid=os.getpid(),
                 started_at=now,
-                last_heartbeat=now,
                 notification_mode=self.notification_mode,
+                **fields,
             ).id
         else:
-            SchedulerProcess.objects.filter(id=self.process_id).update(last_heartbeat=now)
+            SchedulerProcess.objects.filter(id=self.process_id).update(**fields)
 
     def mark_stopped(self) -> None:
         if self.process_id is None:
             return
         try:
-            SchedulerProcess.objects.filter(id=self.process_id).update(stopped_at=timezone.now())
+            SchedulerProcess.objects.filter(id=self.process_id).update(
+                stopped_at=timezone.now(), role=SchedulerProcess.Role.STANDBY, epoch=None
+            )
         except DatabaseError as error:
             logger.warning("Could not record the scheduler's stop: %s", error)
 
@@ -158,9 +216,9 @@ class Heartbeat(threading.Thread):
 def run_scheduler(scheduler: Scheduler) -> None:
     """Run the scheduler in this thread until `request_stop()`; running jobs finish first."""
     listener = make_listener(scheduler.wakeup)
-    heartbeat = Heartbeat(listener.mode)
+    coordinator = Coordinator(scheduler, listener.mode)
     listener.start()
-    heartbeat.start()
+    coordinator.start()
     try:
         scheduler.start()
     finally:
@@ -168,6 +226,6 @@ def run_scheduler(scheduler: Scheduler) -> None:
         if scheduler.state != STATE_STOPPED:
             logger.info("Scheduler stopping: waiting for running jobs to finish")
             scheduler.shutdown(wait=True)
-        heartbeat.stopping.set()
-        heartbeat.join(timeout=10)
+        coordinator.stopping.set()
+        coordinator.join(timeout=10)
         connections.close_all()

@@ -22,7 +22,8 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 from scheduler_app import triggers
 from scheduler_app.conf import app_settings
 from scheduler_app.exceptions import JobNotFound
-from scheduler_app.models import JobChange, SchedulerProcess
+from scheduler_app.leadership import LEASE_NAME
+from scheduler_app.models import JobChange, SchedulerLease, SchedulerProcess
 from scheduler_app.registry import registry
 from scheduler_app.state import UnreadableState, function_is_importable, load_state
 
@@ -93,8 +94,24 @@ class JobView:
 
 
 @dataclass(frozen=True)
+class SchedulerInstance:
+    """One live `runscheduler` process: the active one or a standby."""
+
+    host: str
+    pid: int
+    role: str
+    epoch: int | None
+    started_at: datetime
+    last_heartbeat: datetime
+
+
+@dataclass(frozen=True)
 class SchedulerStatus:
-    """The newest scheduler process and the job counts the status endpoint shows."""
+    """Scheduler health as the status endpoint shows it.
+
+    `running` is true when an active process has a fresh heartbeat; pid, host and
+    times are that process's (or the newest one's when none is active).
+    """
 
     running: bool
     pid: int | None
@@ -105,6 +122,7 @@ class SchedulerStatus:
     jobs_total: int
     jobs_paused: int
     jobs_broken: int
+    instances: list[SchedulerInstance]
 
 
 def job_queryset(
@@ -184,9 +202,19 @@ def job_exists(*, job_id: str) -> bool:
 
 def scheduler_status() -> SchedulerStatus:
     """Whether a scheduler process is alive, by its heartbeat, and job counts."""
-    process = SchedulerProcess.objects.order_by("-last_heartbeat").first()
-    fresh_after = timezone.now() - timedelta(seconds=app_settings.HEARTBEAT_TIMEOUT)
-    running = bool(process and process.stopped_at is None and process.last_heartbeat >= fresh_after)
+    now = timezone.now()
+    fresh_after = now - timedelta(seconds=app_settings.HEARTBEAT_TIMEOUT)
+    live = list(
+        SchedulerProcess.objects.filter(stopped_at__isnull=True, last_heartbeat__gte=fresh_after)
+        .order_by("-last_heartbeat")
+    )
+    # The lease, not a heartbeat, says who is active: a process killed a moment ago
+    # still has a fresh heartbeat that says "active".
+    lease = SchedulerLease.objects.filter(name=LEASE_NAME, expires_at__gt=now).first()
+    holder = lease.holder if lease else None
+    active = next((p for p in live if p.instance == holder), None)
+    process = active or SchedulerProcess.objects.order_by("-last_heartbeat").first()
+    running = active is not None
     states = DjangoJob.objects.values_list("next_run_time", "job_state")
     total = paused = broken = 0
     for next_run_time, job_state in states:
@@ -203,6 +231,17 @@ def scheduler_status() -> SchedulerStatus:
         jobs_total=total,
         jobs_paused=paused,
         jobs_broken=broken,
+        instances=[
+            SchedulerInstance(
+                host=p.host,
+                pid=p.pid,
+                role="active" if p is active else "standby",
+                epoch=lease.epoch if p is active else None,
+                started_at=p.started_at,
+                last_heartbeat=p.last_heartbeat,
+            )
+            for p in sorted(live, key=lambda p: p is not active)
+        ],
     )
 
 

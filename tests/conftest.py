@@ -125,16 +125,20 @@ class SchedulerSubprocess:
     def output(self) -> str:
         return "".join(self.lines)
 
-    def wait_until_running(self, timeout: float = 30) -> None:
+    def wait_until(self, *, role: str | None, timeout: float = 30) -> None:
+        """Wait for this process's heartbeat (in `role`, when given)."""
+        heartbeats = SchedulerProcess.objects.filter(pid=self.process.pid, stopped_at=None)
+        if role is not None:
+            heartbeats = heartbeats.filter(role=role)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"scheduler exited:\n{self.output}"
-            if SchedulerProcess.objects.filter(pid=self.process.pid).exists():
+            if heartbeats.exists():
                 # The heartbeat comes from its own thread: give the loop a moment.
                 time.sleep(0.3)
                 return
             time.sleep(0.05)
-        raise AssertionError(f"scheduler did not start:\n{self.output}")
+        raise AssertionError(f"scheduler did not become {role or 'alive'}:\n{self.output}")
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
@@ -152,10 +156,10 @@ def start_scheduler(transactional_db: None) -> Iterator[Callable[..., SchedulerS
     """Start real scheduler processes; all are stopped before the database is flushed."""
     started: list[SchedulerSubprocess] = []
 
-    def start(**extra_env: str) -> SchedulerSubprocess:
+    def start(*, role: str | None = "active", **extra_env: str) -> SchedulerSubprocess:
         scheduler = SchedulerSubprocess(extra_env)
         started.append(scheduler)
-        scheduler.wait_until_running()
+        scheduler.wait_until(role=role)
         return scheduler
 
     yield start

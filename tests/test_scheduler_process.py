@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app import services
+from scheduler_app import selectors, services
 from scheduler_app.models import RunRequest, SchedulerProcess
 from tests.conftest import copy_stored_job, run_in_threads, wait_for
 from tests.testapp.models import ProbeRun
@@ -128,3 +128,16 @@ def test_simultaneous_run_now_requests_each_end_in_a_recorded_execution(start_sc
     # as skipped for that reason, never lost.
     assert set(outcomes) <= {DjangoJobExecution.SUCCESS, DjangoJobExecution.MAX_INSTANCES}
     assert outcomes.count(DjangoJobExecution.SUCCESS) == ProbeRun.objects.count() >= 1
+
+
+def test_a_second_scheduler_stands_by_and_says_so(start_scheduler):
+    first = start_scheduler()
+    second = start_scheduler(role="standby")
+
+    roles = {i.pid: i.role for i in selectors.scheduler_status().instances}
+
+    assert roles == {first.process.pid: "active", second.process.pid: "standby"}
+    assert "Standing by" in second.output
+    services.request_job_run(**operator(job_id="probe.record"))
+    wait_for(lambda: ProbeRun.objects.exists(), timeout=5)
+    assert ProbeRun.objects.get().pid == first.process.pid

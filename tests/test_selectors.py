@@ -11,7 +11,7 @@ from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import selectors, services
-from scheduler_app.models import SchedulerProcess
+from scheduler_app.models import SchedulerLease, SchedulerProcess
 from scheduler_app.registry import JobDeclaration, registry
 
 pytestmark = pytest.mark.django_db
@@ -82,12 +82,20 @@ def test_unreadable_job_state_is_shown_broken_not_an_error(synced):
 
 def test_status_reports_a_fresh_heartbeat_as_running(synced):
     assert not selectors.scheduler_status().running
-    SchedulerProcess.objects.create(host="web-1", pid=42, notification_mode="poll")
+    SchedulerProcess.objects.create(instance="a", host="web-1", pid=41, notification_mode="poll")
+    assert not selectors.scheduler_status().running  # a standby alone does not run jobs
+    SchedulerProcess.objects.create(instance="b", host="web-1", pid=42, notification_mode="poll")
+    SchedulerLease.objects.create(name="default", holder="b", epoch=3,
+                                  expires_at=timezone.now() + timedelta(seconds=5))
     services.pause_job(job_id="reports.weekly", actor="a", source="api")
 
     status = selectors.scheduler_status()
 
     assert (status.running, status.host, status.pid) == (True, "web-1", 42)
+    assert [(i.pid, i.role, i.epoch) for i in status.instances] == [
+        (42, "active", 3), (41, "standby", None)
+    ]
     assert status.jobs_total == len(registry) and status.jobs_paused == 1
-    SchedulerProcess.objects.update(last_heartbeat=timezone.now() - timedelta(minutes=5))
+    SchedulerLease.objects.update(expires_at=timezone.now())  # the active one died
     assert not selectors.scheduler_status().running
+    assert {i.role for i in selectors.scheduler_status().instances} == {"standby"}

@@ -1,5 +1,6 @@
 """Jobs the tests and benchmarks run through a real scheduler process."""
 
+import os
 import time
 
 from django.utils import timezone
@@ -11,12 +12,13 @@ from tests.testapp.models import ProbeRun
 @scheduled_job("cron", year="2099", month=1, day=1, id="probe.record", name="Probe")
 def record_run(label: str = "") -> None:
     """Record that it ran (a far-future default: tests reschedule or run it now)."""
-    ProbeRun.objects.create(job_id="probe.record", label=label, started_at=timezone.now())
+    ProbeRun.objects.create(job_id="probe.record", label=label, started_at=timezone.now(),
+                            pid=os.getpid())
 
 
 @scheduled_job("cron", year="2099", month=1, day=1, id="probe.slow", name="Slow probe",
                max_instances=1)
 def slow_run(seconds: float = 1.0) -> None:
     """Record its start, then take `seconds` to finish."""
-    ProbeRun.objects.create(job_id="probe.slow", started_at=timezone.now())
+    ProbeRun.objects.create(job_id="probe.slow", started_at=timezone.now(), pid=os.getpid())
     time.sleep(seconds)

@@ -1,0 +1,137 @@
+"""Several scheduler processes on one PostgreSQL database: one active, fenced failover."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from django.db import connection
+from django.db.models import Count
+from django.utils import timezone
+from django_apscheduler.models import DjangoJobExecution
+
+from scheduler_app import selectors, services
+from scheduler_app.conf import app_settings
+from scheduler_app.models import SchedulerProcess
+from tests.conftest import wait_for
+from tests.testapp.models import ProbeRun
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
+
+EVERY_SECOND = {"trigger": "cron", "trigger_args": {"second": "*"}}
+PROBE = "probe.record"
+
+
+def run_every_second() -> None:
+    services.reschedule_job(job_id=PROBE, trigger_spec=EVERY_SECOND, actor="t", source="cli")
+
+
+def stop_runs() -> None:
+    services.pause_job(job_id=PROBE, actor="t", source="cli")
+    time.sleep(1.5)  # let a run claimed just before the pause finish
+
+
+def assert_each_run_fired_once() -> None:
+    executions = DjangoJobExecution.objects.filter(job_id=PROBE)
+    duplicates = executions.values("run_time").annotate(n=Count("id")).filter(n__gt=1)
+    assert not duplicates.exists()
+    succeeded = executions.filter(status=DjangoJobExecution.SUCCESS).count()
+    assert ProbeRun.objects.filter(job_id=PROBE).count() == succeeded
+
+
+def active_pids() -> list[int]:
+    return [i.pid for i in selectors.scheduler_status().instances if i.role == "active"]
+
+
+def test_three_schedulers_run_a_one_second_job_on_schedule_and_never_twice(start_scheduler):
+    first = start_scheduler()
+    standbys = [start_scheduler(role="standby") for _ in range(2)]
+    status = selectors.scheduler_status()
+    assert status.running and active_pids() == [first.process.pid]
+    assert sorted(i.pid for i in status.instances if i.role == "standby") == sorted(
+        s.process.pid for s in standbys
+    )
+
+    run_every_second()
+    started = timezone.now()
+    time.sleep(30)
+    stop_runs()
+    elapsed = (timezone.now() - started).total_seconds() - 1.5
+
+    runs = ProbeRun.objects.filter(job_id=PROBE).count()
+    assert abs(runs - round(elapsed)) <= 1, (runs, elapsed)
+    assert_each_run_fired_once()
+    assert set(ProbeRun.objects.values_list("pid", flat=True)) == {first.process.pid}
+
+
+def test_killed_active_scheduler_is_replaced_within_ttl_plus_two_seconds(start_scheduler):
+    first = start_scheduler()
+    second = start_scheduler(role="standby")
+    run_every_second()
+    wait_for(lambda: ProbeRun.objects.count() >= 2, timeout=5)
+
+    os.kill(first.process.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    wait_for(lambda: active_pids() == [second.process.pid], timeout=app_settings.LEASE_TTL + 2)
+    failover = time.monotonic() - killed
+
+    assert failover <= app_settings.LEASE_TTL + 2
+    wait_for(lambda: ProbeRun.objects.filter(pid=second.process.pid).count() >= 2, timeout=5)
+    # A change committed after the failover is kept by the new active scheduler.
+    stop_runs()
+    runs_after_pause = ProbeRun.objects.count()
+    time.sleep(2)
+    assert ProbeRun.objects.count() == runs_after_pause
+    assert_each_run_fired_once()
+
+
+def test_stalled_leader_starts_nothing_and_writes_nothing_when_it_wakes(start_scheduler):
+    first = start_scheduler()
+    second = start_scheduler(role="standby")
+    run_every_second()
+    wait_for(lambda: ProbeRun.objects.count() >= 2, timeout=5)
+
+    first.process.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: active_pids() == [second.process.pid],
+                 timeout=app_settings.LEASE_TTL + 2)
+        woke_at = timezone.now()
+    finally:
+        first.process.send_signal(signal.SIGCONT)
+    time.sleep(3)
+
+    assert not ProbeRun.objects.filter(pid=first.process.pid, started_at__gte=woke_at).exists()
+    assert ProbeRun.objects.filter(pid=second.process.pid, started_at__gte=woke_at).count() >= 2
+    heartbeat = SchedulerProcess.objects.get(pid=first.process.pid)
+    assert heartbeat.role == "standby" and heartbeat.epoch is None
+    assert active_pids() == [second.process.pid]
+    stop_runs()
+    assert_each_run_fired_once()
+    assert first.process.poll() is None, "the former leader should stand by, not exit"
+
+
+def restart_postgresql() -> None:
+    version = os.listdir("/etc/postgresql")[0]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        check=True, capture_output=True,
+    )
+
+
+def test_schedulers_recover_from_a_postgresql_restart_with_exactly_one_active(start_scheduler):
+    schedulers = [start_scheduler(), start_scheduler(role="standby")]
+    run_every_second()
+    wait_for(lambda: ProbeRun.objects.count() >= 2, timeout=5)
+
+    connection.close()
+    restart_postgresql()
+    restarted = timezone.now()
+
+    wait_for(lambda: ProbeRun.objects.filter(started_at__gt=restarted).count() >= 3, timeout=30)
+    assert len(active_pids()) == 1
+    assert all(scheduler.process.poll() is None for scheduler in schedulers)
+    stop_runs()
+    assert_each_run_fired_once()
