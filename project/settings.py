@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -29,6 +30,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_apscheduler",
+    # Django's Tasks framework (for SCHEDULER_APP["EXECUTION"] = "tasks"): built in
+    # from Django 6, the django-tasks backport before.
+    *(["django_tasks"] if django.VERSION < (6, 0) else []),
+    "django_tasks_db",
     "scheduler_app",
     "project",
 ]
@@ -122,11 +127,26 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Scheduler API",
-    "DESCRIPTION": (
-        "List, inspect, reschedule, pause, resume, run now and reset the scheduler's jobs. "
-        "Staff only: reading needs the view permission on jobs, changing the change "
-        "permission. Writes take JSON and an optional If-Match with the job's version."
-    ),
+    "DESCRIPTION": """\
+List, inspect, reschedule, pause, resume, run now and reset the scheduler's jobs.
+
+**Who**: staff users only. Reading needs the view (or change) permission on jobs
+(`django_apscheduler.view_djangojob`), writing the change permission
+(`django_apscheduler.change_djangojob`); superusers may do everything. Authenticate
+with a session (browser; writes need the CSRF token) or HTTP Basic. Anonymous
+requests get 401 with a `WWW-Authenticate: Basic` challenge; missing permission 403.
+
+**Writes** take `application/json` only (anything else: 415), at most 64 KiB, and an
+optional `If-Match` with the job's version (`"7"` or `7`; `*` = any). A stale
+`If-Match` gets 412 with `current_version` and changes nothing; a malformed one 400.
+Every write answer carries the job's version in `ETag`, and pause, resume, schedule
+and reset say what they did in `X-Scheduler-Message` (pausing a paused job is a 200
+that changes nothing: "Job is already paused.").
+
+**Errors** are JSON: `{"detail": ..., "code": ...}`, plus `errors` (messages by field:
+`trigger_args.minutes`, `If-Match`, `page_size`, `body`) on every 400. A refused
+request changes nothing.
+""",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # The schema and its docs are for the same staff as the API.
@@ -152,4 +172,8 @@ LOGGING = {
         "project": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "apscheduler": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
+}
+
+TASKS = {
+    "default": {"BACKEND": "django_tasks_db.DatabaseBackend"},
 }

@@ -12,7 +12,7 @@ from scheduler_app.conf import DEFAULTS
 
 POSITIVE_NUMBERS = (
     "POLL_INTERVAL", "MAX_SLEEP", "HEARTBEAT_INTERVAL", "HEARTBEAT_TIMEOUT", "MAX_RETRY_DELAY",
-    "LEASE_TTL",
+    "LEASE_TTL", "LOST_RUN_TIMEOUT",
 )
 
 
@@ -41,6 +41,11 @@ def check_scheduler_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
         errors.append(
             Error("SCHEDULER_APP['NOTIFICATIONS'] must be 'auto', 'notify' or 'poll'.",
                   id="scheduler_app.E005")
+        )
+    if configured.get("EXECUTION", "threads") not in ("threads", "tasks"):
+        errors.append(
+            Error("SCHEDULER_APP['EXECUTION'] must be 'threads' or 'tasks'.",
+                  id="scheduler_app.E007")
         )
     timezone_name = configured.get("TIMEZONE") or settings.TIME_ZONE
     try:

@@ -32,6 +32,13 @@ DEFAULTS: dict[str, Any] = {
     "MAX_RETRY_DELAY": 10.0,
     # Seconds a scheduler's leadership lease lasts; renewed every third of it.
     "LEASE_TTL": 10.0,
+    # Where runs execute: "threads" (the scheduler's own thread pool) or "tasks"
+    # (Django's Tasks framework, e.g. django-tasks-db workers on many machines).
+    "EXECUTION": "threads",
+    # The TASKS backend alias runs are enqueued on in "tasks" mode.
+    "TASK_BACKEND": "default",
+    # A run with no outcome after this many seconds is marked lost.
+    "LOST_RUN_TIMEOUT": 3600.0,
     # Worker threads that run jobs in the scheduler process.
     "THREADS": 10,
     # PostgreSQL channel for change notifications.

@@ -21,6 +21,7 @@ Used alone, it is a drop-in job store for any APScheduler 3 scheduler.
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,7 +35,8 @@ from django_apscheduler import util
 from django_apscheduler.jobstores import DjangoJobStore
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app.models import JobRecord, RunRequest
+from scheduler_app.conf import app_settings
+from scheduler_app.models import EXECUTION_LOST, EXECUTION_QUEUED, JobRecord, RunRequest
 from scheduler_app.state import UnreadableState, dump_state, load_state, trigger_type_name
 
 logger = logging.getLogger(__name__)
@@ -53,7 +55,21 @@ class ClaimedRun:
 
 
 class JobStore(DjangoJobStore):
-    """A `DjangoJobStore` that keeps broken jobs and claims due jobs under row locks."""
+    """A `DjangoJobStore` that keeps broken jobs and claims due jobs under row locks.
+
+    With `dispatch`, each claimed run is handed over inside the claiming transaction
+    (to Django's Tasks framework, see `scheduler_app.tasks`) and recorded as queued,
+    instead of being returned for the scheduler's own executor.
+    """
+
+    def __init__(
+        self,
+        pickle_protocol: int = pickle.HIGHEST_PROTOCOL,
+        *,
+        dispatch: Callable[[str, datetime], None] | None = None,
+    ) -> None:
+        super().__init__(pickle_protocol)
+        self.dispatch = dispatch
 
     def register_event_listeners(self) -> None:
         # The parent's listeners write execution records from the scheduler and
@@ -167,8 +183,23 @@ class JobStore(DjangoJobStore):
         if job is None:
             _record_broken_runs(row.id, state["func"], run_times)
             return None
-        run_times = [run_time for run_time in run_times if _record_claimed_run(row.id, run_time)]
+        run_times = [time for time in run_times if self._record_claimed_run(row.id, time)]
         return ClaimedRun(job=job, run_times=run_times) if run_times else None
+
+    def mark_lost_runs(self, now: datetime) -> int:
+        """Mark runs still running LOST_RUN_TIMEOUT after their run time as lost.
+
+        Their process died (a killed worker or scheduler) before recording an
+        outcome; without this they would show as running forever.
+        """
+        timeout = app_settings.LOST_RUN_TIMEOUT
+        return DjangoJobExecution.objects.filter(
+            status=DjangoJobExecution.SENT,
+            run_time__lt=util.get_django_internal_datetime(now) - timedelta(seconds=timeout),
+        ).update(
+            status=EXECUTION_LOST,
+            exception=f"No outcome {timeout:.0f}s after its run time: its process probably died.",
+        )
 
     @util.retry_on_db_operational_error
     def claim_run_requests(
@@ -196,10 +227,29 @@ class JobStore(DjangoJobStore):
                     # one pass get distinct run times a microsecond apart.
                     request.run_time = now + timedelta(microseconds=offset)
                     request.status = RunRequest.Status.SUBMITTED
-                    _record_claimed_run(request.job_id, request.run_time)
-                    claimed.append(ClaimedRun(job, [request.run_time], request))
+                    if self._record_claimed_run(request.job_id, request.run_time):
+                        claimed.append(ClaimedRun(job, [request.run_time], request))
                 request.save(update_fields=["claimed_at", "run_time", "status", "detail"])
             return claimed
+
+
+    def _record_claimed_run(self, job_id: str, run_time: datetime) -> bool:
+        """Record (and, with `dispatch`, hand over) a claimed run; False if that
+        (job, run time) was already fired."""
+        try:
+            with transaction.atomic():
+                DjangoJobExecution.objects.create(
+                    job_id=job_id,
+                    run_time=util.get_django_internal_datetime(run_time),
+                    status=EXECUTION_QUEUED if self.dispatch else DjangoJobExecution.SENT,
+                )
+        except IntegrityError:
+            logger.warning("Run of %r at %s was already fired; not firing it again",
+                           job_id, run_time)
+            return False
+        if self.dispatch is not None:
+            self.dispatch(job_id, run_time)
+        return True
 
 
 def _due_run_times(state: dict[str, Any], now: datetime) -> list[datetime]:
@@ -210,21 +260,6 @@ def _due_run_times(state: dict[str, Any], now: datetime) -> list[datetime]:
         run_times.append(next_run_time)
         next_run_time = state["trigger"].get_next_fire_time(next_run_time, now)
     return run_times
-
-
-def _record_claimed_run(job_id: str, run_time: datetime) -> bool:
-    """Record a claimed run; False if that (job, run time) was already fired."""
-    try:
-        with transaction.atomic():
-            DjangoJobExecution.objects.create(
-                job_id=job_id,
-                run_time=util.get_django_internal_datetime(run_time),
-                status=DjangoJobExecution.SENT,
-            )
-    except IntegrityError:
-        logger.warning("Run of %r at %s was already fired; not firing it again", job_id, run_time)
-        return False
-    return True
 
 
 def _record_broken_runs(job_id: str, func_ref: str, run_times: list[datetime]) -> None:

@@ -14,6 +14,12 @@ from django.db import models
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
+# Execution statuses beside django-apscheduler's own (`DjangoJobExecution.SENT`,
+# `SUCCESS`, ...), stored in the same column: a run handed to a task worker and not
+# started yet, and a run whose process died before it recorded an outcome.
+EXECUTION_QUEUED = "Queued"
+EXECUTION_LOST = "Lost"
+
 
 class Source(models.TextChoices):
     """The front door a change came through."""

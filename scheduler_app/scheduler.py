@@ -26,6 +26,8 @@ import logging
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 from datetime import datetime
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
@@ -52,10 +54,11 @@ class Scheduler(BlockingScheduler):
     """A BlockingScheduler whose passes claim work from the store under row locks."""
 
     def __init__(self, **options: object) -> None:
-        self.jobstore = JobStore()
+        self.jobstore = JobStore(dispatch=_task_dispatcher())
         self.leadership = Leadership(instance=new_instance_name(), ttl=app_settings.LEASE_TTL)
         self.stop_requested = threading.Event()
         self.retry_delay = 0.0
+        self.next_lost_run_sweep = 0.0
         super().__init__(
             jobstores={JOBSTORE_ALIAS: self.jobstore},
             executors={"default": ThreadPoolExecutor(max_workers=app_settings.THREADS)},
@@ -95,8 +98,10 @@ class Scheduler(BlockingScheduler):
             with self._jobstores_lock:
                 claimed = self.jobstore.claim_run_requests(now, fence=fence)
                 claimed += self.jobstore.claim_due_jobs(now, fence=fence)
-            for run in claimed:
-                self._submit(run)
+            if self.jobstore.dispatch is None:  # else the claim handed them to task workers
+                for run in claimed:
+                    self._submit(run)
+            self._sweep_lost_runs()
             next_run_time = self.jobstore.get_next_run_time()
         except LeadershipLost as reason:
             logger.warning("Not claiming: %s; standing by", reason)
@@ -127,6 +132,15 @@ class Scheduler(BlockingScheduler):
             code = EVENT_JOB_SUBMITTED
         self._dispatch_event(JobSubmissionEvent(code, run.job.id, JOBSTORE_ALIAS, run.run_times))
 
+    def _sweep_lost_runs(self) -> None:
+        if time.monotonic() < self.next_lost_run_sweep:
+            return
+        lost = self.jobstore.mark_lost_runs(datetime.now(self.timezone))
+        if lost:
+            logger.warning("Marked %d run(s) lost: no outcome after %.0fs",
+                           lost, app_settings.LOST_RUN_TIMEOUT)
+        self.next_lost_run_sweep = time.monotonic() + min(app_settings.LOST_RUN_TIMEOUT / 4, 60)
+
     def _back_off(self, error: DatabaseError) -> float:
         self.retry_delay = min(max(self.retry_delay * 2, 0.5), app_settings.MAX_RETRY_DELAY)
         logger.warning("Database error in the scheduler pass (%s); retrying in %.1fs",
@@ -135,6 +149,15 @@ class Scheduler(BlockingScheduler):
         # one is opened by the next query.
         connections.close_all()
         return self.retry_delay
+
+
+def _task_dispatcher() -> Callable[[str, datetime], None] | None:
+    """In "tasks" mode, the function that enqueues a claimed run on a task backend."""
+    if app_settings.EXECUTION != "tasks":
+        return None
+    from scheduler_app.tasks import enqueue_run  # imports the Tasks framework
+
+    return enqueue_run
 
 
 def _record_not_started(run: ClaimedRun, reason: str) -> None:

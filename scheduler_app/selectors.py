@@ -23,7 +23,13 @@ from scheduler_app import triggers
 from scheduler_app.conf import app_settings
 from scheduler_app.exceptions import JobNotFound
 from scheduler_app.leadership import LEASE_NAME
-from scheduler_app.models import JobChange, SchedulerLease, SchedulerProcess
+from scheduler_app.models import (
+    EXECUTION_LOST,
+    EXECUTION_QUEUED,
+    JobChange,
+    SchedulerLease,
+    SchedulerProcess,
+)
 from scheduler_app.registry import registry
 from scheduler_app.state import UnreadableState, function_is_importable, load_state
 
@@ -34,6 +40,8 @@ EXECUTION_STATUS_SLUGS = {
     DjangoJobExecution.ERROR: "error",
     DjangoJobExecution.MISSED: "missed",
     DjangoJobExecution.MAX_INSTANCES: "max_instances",
+    EXECUTION_QUEUED: "queued",
+    EXECUTION_LOST: "lost",
 }
 EXECUTION_STATUSES_BY_SLUG = {slug: text for text, slug in EXECUTION_STATUS_SLUGS.items()}
 JOB_ORDERINGS = ("id", "-id", "next_run_time", "-next_run_time")

@@ -93,10 +93,10 @@ def database_url() -> str:
     return f"postgres://{user}@{host}:{port}/{params['NAME']}"
 
 
-class SchedulerSubprocess:
-    """A real `manage.py runscheduler` process; its output is kept for failures."""
+class ManagedProcess:
+    """A real `manage.py` process on the test database; its output is kept for failures."""
 
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, command: list[str], extra_env: dict[str, str] | None = None) -> None:
         env = {
             **os.environ,
             "DATABASE_URL": database_url(),
@@ -105,7 +105,7 @@ class SchedulerSubprocess:
             **(extra_env or {}),
         }
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runscheduler", "--log-level", "DEBUG"],
+            [sys.executable, "manage.py", *command],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -125,6 +125,23 @@ class SchedulerSubprocess:
     def output(self) -> str:
         return "".join(self.lines)
 
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            self._reader.join(timeout=5)
+
+
+class SchedulerSubprocess(ManagedProcess):
+    """A real `manage.py runscheduler` process."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        super().__init__(["runscheduler", "--log-level", "DEBUG"], extra_env)
+
     def wait_until(self, *, role: str | None, timeout: float = 30) -> None:
         """Wait for this process's heartbeat (in `role`, when given)."""
         heartbeats = SchedulerProcess.objects.filter(pid=self.process.pid, stopped_at=None)
@@ -139,16 +156,6 @@ class SchedulerSubprocess:
                 return
             time.sleep(0.05)
         raise AssertionError(f"scheduler did not become {role or 'alive'}:\n{self.output}")
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-            self._reader.join(timeout=5)
 
 
 @pytest.fixture
@@ -165,6 +172,23 @@ def start_scheduler(transactional_db: None) -> Iterator[Callable[..., SchedulerS
     yield start
     for scheduler in started:
         scheduler.stop()
+
+
+@pytest.fixture
+def start_worker(transactional_db: None) -> Iterator[Callable[..., ManagedProcess]]:
+    """Start real django-tasks-db workers (`manage.py db_worker`) on the test database."""
+    started: list[ManagedProcess] = []
+
+    def start(**extra_env: str) -> ManagedProcess:
+        worker = ManagedProcess(
+            ["db_worker", "--no-reload", "--no-startup-delay", "--interval", "0.1"], extra_env
+        )
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 0.02) -> Any:

@@ -1,5 +1,7 @@
 """Test settings: the demo project plus an app whose jobs let tests watch real runs."""
 
+import os
+
 from project.settings import *  # noqa: F403
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
@@ -11,6 +13,9 @@ SCHEDULER_APP = {
     "MAX_RETRY_DELAY": 1.0,
     "HEARTBEAT_INTERVAL": 0.5,
     "LEASE_TTL": 3.0,
+    # Tests of the Tasks framework mode start their scheduler with these set.
+    "EXECUTION": os.environ.get("TEST_SCHEDULER_EXECUTION", "threads"),
+    "LOST_RUN_TIMEOUT": float(os.environ.get("TEST_LOST_RUN_TIMEOUT", 3600)),
 }
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -35,11 +35,17 @@ def stop_runs() -> None:
 
 
 def assert_each_run_fired_once() -> None:
+    """No (job, run time) recorded twice, and no recorded run executed twice.
+
+    A process killed mid-run may leave a run that executed without its outcome
+    recorded, so runs are bounded by the recorded starts, not equal to successes.
+    """
     executions = DjangoJobExecution.objects.filter(job_id=PROBE)
     duplicates = executions.values("run_time").annotate(n=Count("id")).filter(n__gt=1)
     assert not duplicates.exists()
     succeeded = executions.filter(status=DjangoJobExecution.SUCCESS).count()
-    assert ProbeRun.objects.filter(job_id=PROBE).count() == succeeded
+    started = executions.exclude(status=DjangoJobExecution.MISSED).count()
+    assert succeeded <= ProbeRun.objects.filter(job_id=PROBE).count() <= started
 
 
 def active_pids() -> list[int]:
