@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.job import Job
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django_apscheduler.models import DjangoJob
+from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import notifications, selectors, triggers
 from scheduler_app.conf import app_settings
@@ -353,3 +353,18 @@ def _first_fire_time(trigger: Any) -> datetime | None:
 
 def _now() -> datetime:
     return datetime.now(app_settings.timezone)
+
+
+def prune_executions(*, older_than: timedelta, dry_run: bool = False) -> int:
+    """Delete execution records that ran more than `older_than` ago; return how many.
+
+    Only history goes: jobs, their schedules and versions are never touched. With
+    `dry_run`, count what would be deleted and delete nothing.
+    """
+    cutoff = timezone.now() - older_than
+    with transaction.atomic():
+        old_executions = DjangoJobExecution.objects.filter(run_time__lt=cutoff)
+        if dry_run:
+            return old_executions.count()
+        _, deleted = old_executions.delete()
+        return deleted.get(DjangoJobExecution._meta.label, 0)

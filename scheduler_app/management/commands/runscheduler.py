@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.db import DatabaseError, connection, connections
 
-from scheduler_app import services
+from scheduler_app import selectors, services
 from scheduler_app.conf import app_settings
 from scheduler_app.notifications import uses_listen_notify
 from scheduler_app.scheduler import Scheduler, run_scheduler
@@ -28,8 +28,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--log-level",
             default="INFO",
+            type=str.upper,
             choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-            help="Log level of the scheduler_app loggers (default INFO).",
+            help="Log level of the scheduler_app loggers (default INFO; any case).",
         )
 
     def handle(self, *args: Any, log_level: str, **options: Any) -> None:
@@ -40,7 +41,7 @@ class Command(BaseCommand):
         report = self._sync_until_database_answers(scheduler)
         if report is None:
             return
-        self._print_summary(report)
+        self._print_summary(report, log_level=log_level)
         run_scheduler(scheduler)
         self.stdout.write("Scheduler stopped.")
 
@@ -57,23 +58,34 @@ class Command(BaseCommand):
                 delay = min(delay * 2, app_settings.MAX_RETRY_DELAY)
         return None
 
-    def _print_summary(self, report: services.SyncReport) -> None:
-        database = connection.settings_dict
+    def _print_summary(self, report: services.SyncReport, *, log_level: str) -> None:
         loaded = len(report.added) + len(report.updated) + len(report.unchanged)
         lines = [
             f"Jobs declared in code: {loaded} ({len(report.added)} new, "
             f"{len(report.updated)} updated from code)",
+            f"Jobs in the store: {selectors.job_queryset().count()} "
+            f"({selectors.job_queryset(enabled=False).count()} paused)",
             f"Orphaned (in the store, no longer in code): {_listing(report.orphaned)}",
             f"Broken (function cannot be imported): {_listing(report.broken)}",
-            f"Database: {connection.vendor} {database['NAME']}",
+            f"Database: {_database_label()}",
             "Change notifications: "
             + ("PostgreSQL LISTEN/NOTIFY" if uses_listen_notify()
                else f"polling every {app_settings.POLL_INTERVAL}s"),
             f"Time zone: {app_settings.timezone}",
+            f"Log level: {log_level}",
         ]
         for line in lines:
             self.stdout.write(line)
         self.stdout.flush()
+
+
+def _database_label() -> str:
+    """Which database this process uses, without credentials."""
+    database = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite {database['NAME']}"
+    port = f":{database['PORT']}" if database.get("PORT") else ""
+    return f"{connection.vendor} {database['NAME']} on {database.get('HOST') or 'localhost'}{port}"
 
 
 def _listing(job_ids: list[str]) -> str:

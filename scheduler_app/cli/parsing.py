@@ -1,0 +1,129 @@
+"""
+What operators type, turned into what the services take.
+
+Durations ("90s", "5m", "2h", "1d", "30d"), `KEY=VALUE` trigger arguments and the
+`reschedule` options become a trigger spec; the trigger module validates its content,
+so an invalid schedule is reported there, naming the bad field. The argparse types
+here raise `ArgumentTypeError`, which argparse reports as a usage error: one line on
+stderr and exit status 2 (`arguments.one_line_usage_errors`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import CommandError
+
+from scheduler_app.cli.errors import EXIT_USAGE
+
+DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
+# The trigger module refuses longer intervals too; prune cut-offs stay inside the calendar.
+MAX_DURATION_SECONDS = 36525 * 86400
+_DURATION = re.compile(r"(?P<amount>[0-9]+)\s*(?P<unit>[smhdw])")
+_INTEGER = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"-?[0-9]+\.[0-9]+")
+
+
+@dataclass(frozen=True)
+class Duration:
+    """A whole number of one unit, as typed: `5m` is 5 minutes."""
+
+    amount: int
+    unit: str
+
+    def as_timedelta(self) -> timedelta:
+        return timedelta(**{self.unit: self.amount})
+
+    def __str__(self) -> str:
+        unit = self.unit[:-1] if self.amount == 1 else self.unit
+        return f"{self.amount} {unit}"
+
+
+def duration(text: str) -> Duration:
+    """Parse `90s`, `5m`, `2h`, `1d` or `2w` (an argparse type)."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration like 90s, 5m, 2h, 1d or 30d"
+        )
+    parsed = Duration(int(match["amount"]), DURATION_UNITS[match["unit"]])
+    seconds = parsed.amount * UNIT_SECONDS[parsed.unit]
+    if seconds == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not longer than 0")
+    if seconds > MAX_DURATION_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than 100 years")
+    return parsed
+
+
+def trigger_argument(text: str) -> tuple[str, int | float | str]:
+    """Parse `KEY=VALUE`; numbers become numbers, anything else stays text (an argparse type)."""
+    key, separator, value = text.partition("=")
+    if not separator or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE, e.g. minutes=5")
+    if _INTEGER.fullmatch(value):
+        return key.strip(), int(value)
+    if _DECIMAL.fullmatch(value):
+        return key.strip(), float(value)
+    return key.strip(), value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for counts such as `--limit`."""
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return int(text)
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type for waits such as `--timeout`."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return seconds
+
+
+def trigger_spec(
+    *,
+    cron: str | None = None,
+    interval: Duration | None = None,
+    at: str | None = None,
+    trigger: str | None = None,
+    arguments: Sequence[tuple[str, Any]] = (),
+    timezone: str | None = None,
+) -> dict[str, Any]:
+    """The trigger spec that `reschedule`'s options describe (argparse allows only one kind)."""
+    if arguments and trigger is None:
+        raise CommandError(
+            "--arg goes with --trigger, e.g. --trigger interval --arg minutes=5",
+            returncode=EXIT_USAGE,
+        )
+    if cron is not None:
+        kind, trigger_args = "cron", {"crontab": cron}
+    elif interval is not None:
+        kind, trigger_args = "interval", {interval.unit: interval.amount}
+    elif at is not None:
+        kind, trigger_args = "date", {"run_date": at}
+    else:
+        kind, trigger_args = trigger, _unique_arguments(arguments)
+    if timezone is not None:
+        trigger_args["timezone"] = timezone
+    return {"trigger": kind, "trigger_args": trigger_args}
+
+
+def _unique_arguments(arguments: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    # A key given twice is a typo more often than an override: refuse to guess.
+    trigger_args: dict[str, Any] = {}
+    for key, value in arguments:
+        if key in trigger_args:
+            raise CommandError(f"--arg {key} is given twice", returncode=EXIT_USAGE)
+        trigger_args[key] = value
+    return trigger_args

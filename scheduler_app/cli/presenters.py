@@ -1,0 +1,258 @@
+"""
+How jobs, executions, audit entries, the scheduler's status and run outcomes read in a
+terminal: the tables and label/value blocks the `scheduler` subcommands print.
+
+Everything here formats what the selectors returned; nothing reads or writes the store
+except `timeout_message`, which asks whether a scheduler is running to explain a wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from scheduler_app import selectors, triggers
+from scheduler_app.cli import output
+from scheduler_app.cli.output import NOTHING, Cell, Styled
+from scheduler_app.cli.runs import RunOutcome
+from scheduler_app.conf import app_settings
+from scheduler_app.models import JobChange, RunRequest
+from scheduler_app.selectors import ExecutionView, JobView, SchedulerStatus
+
+STATUS_STYLES = {
+    "success": "SUCCESS",
+    "error": "ERROR",
+    "missed": "WARNING",
+    "max_instances": "WARNING",
+    "running": "NOTICE",
+}
+RUN_FAILURES = {
+    "missed": "the run started too late (after its misfire grace time) and was dropped",
+    "max_instances": "the run was skipped: the job already had its maximum number of "
+    "instances running",
+}
+
+
+def jobs_table(views: Sequence[JobView], *, now: datetime, style: Any) -> list[str]:
+    headers = ["ID", "SCHEDULE", f"NEXT RUN ({zone()})", "ENABLED", "LAST RUN"]
+    rows = [
+        [
+            view.id,
+            view.description,
+            output.when(view.next_run_time, now=now),
+            _enabled_cell(view),
+            _status_cell(view.last_execution),
+        ]
+        for view in views
+    ]
+    return output.table(headers, rows, style=style, flexible={"SCHEDULE"})
+
+
+def job_details(view: JobView, *, now: datetime, style: Any) -> list[str]:
+    broken = Styled(f"{view.func} (broken: it cannot be imported)", "ERROR")
+    upcoming = [output.when(moment, now=now) for moment in view.upcoming]
+    pairs: list[tuple[str, Cell]] = [
+        ("id", view.id),
+        ("name", view.name),
+        ("function", broken if view.broken else view.func),
+        ("schedule", view.description),
+        ("trigger", _trigger_text(view)),
+        ("enabled", _enabled_cell(view)),
+        ("next run", _next_run(view, now=now)),
+        *_listed("next fire times", upcoming or [NOTHING]),
+        ("time zone", zone()),
+        ("version", str(view.version)),
+        ("default schedule", _default_schedule(view)),
+        ("arguments", _arguments_text(view)),
+        ("max instances", _optional(view.max_instances)),
+        ("misfire grace", _optional(view.misfire_grace_time, unit="s")),
+        ("coalesce", _optional(view.coalesce)),
+    ]
+    return output.details(pairs, style=style)
+
+
+def change_outcome(view: JobView, *, now: datetime, style: Any) -> list[str]:
+    """The schedule and next run a job has after a change."""
+    pairs = [("schedule", view.description), ("next run", _next_run(view, now=now))]
+    return output.details(pairs, style=style)
+
+
+def schedule_preview(
+    view: JobView, trigger: Any, fire_times: Sequence[datetime], *, now: datetime, style: Any
+) -> list[str]:
+    """What a dry-run reschedule would do."""
+    pairs: list[tuple[str, Cell]] = [
+        ("job", f"{view.id} (version {view.version})"),
+        ("current schedule", view.description),
+        ("new schedule", triggers.describe_trigger(trigger)),
+        *_listed("next fire times", [output.when(moment, now=now) for moment in fire_times]),
+    ]
+    if not view.enabled:
+        pairs.append(("note", Styled("the job is paused and would stay paused", "WARNING")))
+    return output.details(pairs, style=style)
+
+
+def executions_table(
+    executions: Sequence[ExecutionView], *, job_id: str | None, now: datetime, style: Any
+) -> list[str]:
+    headers = ["ID", "JOB", "STATUS", f"RUN TIME ({zone()})", "DURATION", "EXCEPTION"]
+    rows = [
+        [
+            str(execution.id),
+            execution.job_id,
+            _status_cell(execution),
+            output.when(execution.run_time, now=now),
+            output.seconds(execution.duration),
+            execution.exception or "",
+        ]
+        for execution in executions
+    ]
+    return output.table(
+        headers, rows, style=style, flexible={"EXCEPTION"}, omit=_job_column(job_id)
+    )
+
+
+def changes_table(changes: Sequence[JobChange], *, job_id: str | None, style: Any) -> list[str]:
+    headers = [f"WHEN ({zone()})", "JOB", "ACTION", "VERSION", "BY", "VIA", "WHAT CHANGED"]
+    rows = [
+        [
+            output.local_time(change.created_at),
+            change.job_id,
+            change.action,
+            str(change.version),
+            change.actor,
+            change.source,
+            _what_changed(change),
+        ]
+        for change in changes
+    ]
+    return output.table(
+        headers, rows, style=style, flexible={"WHAT CHANGED"}, omit=_job_column(job_id)
+    )
+
+
+def status_details(status: SchedulerStatus, *, now: datetime, style: Any) -> list[str]:
+    running = Styled("running", "SUCCESS") if status.running else Styled("not running", "ERROR")
+    process = (
+        f"pid {status.pid} on {status.host}" if status.pid
+        else "no scheduler process has ever reported"
+    )
+    pairs: list[tuple[str, Cell]] = [
+        ("scheduler", running),
+        ("process", process),
+        ("started", output.when(status.started_at, now=now)),
+        ("last heartbeat", output.when(status.last_heartbeat, now=now)),
+        ("notifications", status.notification_mode or NOTHING),
+        ("jobs", str(status.jobs_total)),
+        ("paused", str(status.jobs_paused)),
+        ("broken", Styled(str(status.jobs_broken), "ERROR" if status.jobs_broken else "")),
+    ]
+    return output.details(pairs, style=style)
+
+
+def run_failure(execution: ExecutionView) -> str:
+    """Why a finished run did not succeed."""
+    return RUN_FAILURES.get(execution.status, f"the run failed: {execution.exception}")
+
+
+def timeout_message(outcome: RunOutcome, *, timeout: float) -> str:
+    """Where a run request got to when `trigger --wait` stopped waiting, and why."""
+    request = outcome.run_request
+    waited = f"timed out after {timeout:g}s waiting for {request.job_id}"
+    if outcome.execution is not None:
+        started = output.local_time(outcome.execution.run_time)
+        return f"{waited}: the run started at {started} and is still going."
+    if request.status == RunRequest.Status.SUBMITTED:
+        return f"{waited}: the scheduler started the run but has not recorded it yet."
+    if not selectors.scheduler_status().running:
+        return (
+            f"{waited}: no scheduler process is running (start one with manage.py "
+            f"runscheduler); request #{request.id} stays pending and runs when one starts."
+        )
+    return f"{waited}: the scheduler has not picked up request #{request.id} yet."
+
+
+def zone() -> str:
+    """The scheduler's time zone, which every time printed here is in."""
+    return str(app_settings.timezone)
+
+
+def _listed(label: str, values: Sequence[str]) -> list[tuple[str, Cell]]:
+    """One value per line, the label on the first."""
+    return [(label if index == 0 else "", value) for index, value in enumerate(values)]
+
+
+def _trigger_text(view: JobView) -> str:
+    if view.trigger is None:
+        return "unreadable"
+    fields = " ".join(
+        f"{name}={value}" for name, value in view.trigger_args.items() if value is not None
+    )
+    return f"{view.trigger}: {fields}"
+
+
+def _default_schedule(view: JobView) -> Cell:
+    if view.default_schedule is None:
+        return Styled("none: the job is no longer declared in code (orphaned)", "WARNING")
+    default = triggers.build_trigger(
+        view.default_schedule, timezone=app_settings.timezone, allow_past=True
+    )
+    words = triggers.describe_trigger(default)
+    return f"{words} (current)" if view.is_default_schedule else f"{words} (reset restores it)"
+
+
+def _arguments_text(view: JobView) -> str:
+    parts = [repr(value) for value in view.args]
+    parts += [f"{name}={value!r}" for name, value in view.kwargs.items()]
+    return ", ".join(parts) or "none"
+
+
+def _optional(value: object, *, unit: str = "") -> str:
+    if value is None:
+        return NOTHING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value}{unit}"
+
+
+def _next_run(view: JobView, *, now: datetime) -> Cell:
+    if not view.enabled:
+        return Styled("none: paused", "WARNING")
+    return output.when(view.next_run_time, now=now)
+
+
+def _enabled_cell(view: JobView) -> Styled:
+    if view.broken:
+        return Styled("broken", "ERROR")
+    return Styled("yes", "SUCCESS") if view.enabled else Styled("paused", "WARNING")
+
+
+def _status_cell(execution: ExecutionView | None) -> Cell:
+    if execution is None:
+        return NOTHING
+    return Styled(execution.status, STATUS_STYLES.get(execution.status, ""))
+
+
+def _job_column(job_id: str | None) -> set[str]:
+    """Leave the job column out of a table of one job's rows."""
+    return {"JOB"} if job_id is not None else set()
+
+
+def _what_changed(change: JobChange) -> str:
+    """The fields a change moved, e.g. "enabled True→False, minute 0→*/5"."""
+    if change.action == JobChange.Action.RUN_REQUESTED:
+        return f"run request #{(change.after or {}).get('run_request')}"
+    if change.before is None:
+        return ""
+    before, after = change.before, change.after or {}
+    # The next run time moves with every change; the other fields say why.
+    moved = [(key, before.get(key), after.get(key)) for key in ("trigger", "enabled")]
+    trigger_before = before.get("trigger_args") or {}
+    trigger_after = after.get("trigger_args") or {}
+    # Sorted, because PostgreSQL's jsonb does not keep the keys' order.
+    moved += [
+        (key, trigger_before.get(key), trigger_after.get(key))
+        for key in sorted({*trigger_before, *trigger_after})
+    ]
+    return ", ".join(f"{key} {old}→{new}" for key, old, new in moved if old != new)

@@ -1,0 +1,63 @@
+"""`manage.py runscheduler`'s command line: its log level option and start-up summary."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from django_apscheduler.models import DjangoJob
+
+from scheduler_app import services
+from scheduler_app.management.commands.runscheduler import Command
+from scheduler_app.state import dump_state, load_state
+from tests.conftest import wait_for
+
+
+@pytest.mark.parametrize("typed", ["debug", "Warning", "ERROR"])
+def test_log_level_is_accepted_in_any_case(typed):
+    options = Command().create_parser("manage.py", "runscheduler").parse_args(
+        ["--log-level", typed]
+    )
+
+    assert options.log_level == typed.upper()
+
+
+def test_unknown_log_level_is_refused():
+    with pytest.raises(CommandError, match="invalid choice: 'CHATTY'"):
+        call_command("runscheduler", "--log-level", "chatty")
+
+
+@pytest.mark.slow
+def test_start_up_summary_counts_jobs_and_names_database_and_notifications(start_scheduler):
+    services.sync_jobs_from_code()
+    services.pause_job(job_id="probe.record", actor="someone", source="cli")
+    state = load_state(DjangoJob.objects.get(id="probe.slow").job_state)
+    state["id"] = "retired.job"
+    DjangoJob.objects.create(
+        id="retired.job", job_state=dump_state(state), next_run_time=state["next_run_time"]
+    )
+
+    scheduler = start_scheduler()
+
+    wait_for(lambda: "Log level:" in scheduler.output, timeout=5)
+    lines = scheduler.output.splitlines()
+    database = connection.settings_dict
+    expected_database = (
+        f"Database: sqlite {database['NAME']}"
+        if connection.vendor == "sqlite"
+        else f"Database: postgresql {database['NAME']} on {database['HOST']}:{database['PORT']}"
+    )
+    for expected in [
+        "Jobs declared in code: 7 (0 new, 0 updated from code)",
+        "Jobs in the store: 8 (1 paused)",
+        "Orphaned (in the store, no longer in code): 1 (retired.job)",
+        "Broken (function cannot be imported): 0",
+        expected_database,
+        "Log level: DEBUG",
+    ]:
+        assert expected in lines
+    notifications = next(line for line in lines if line.startswith("Change notifications: "))
+    assert notifications.endswith(
+        "PostgreSQL LISTEN/NOTIFY" if connection.vendor == "postgresql" else "polling every 0.1s"
+    )
