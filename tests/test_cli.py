@@ -22,7 +22,7 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import selectors, services
 from scheduler_app.api.serializers import SchedulerStatusSerializer
-from scheduler_app.models import JobChange, RunRequest
+from scheduler_app.models import JobChange, RunRequest, SchedulerLease, SchedulerProcess
 from scheduler_app.state import dump_state, load_state
 from tests.conftest import wait_for
 
@@ -658,6 +658,22 @@ def test_status_shows_a_running_scheduler_as_the_api_does(synced, monkeypatch):
     assert re.search(r"^paused +1$", output.stdout, re.M)
     assert data == json.loads(json.dumps(SchedulerStatusSerializer(status).data))
     assert (data["running"], data["pid"], data["jobs_paused"]) == (True, 4242, 1)
+
+
+def test_status_lists_the_active_scheduler_and_its_standbys(synced):
+    now = timezone.now()
+    SchedulerProcess.objects.create(instance="a", host="box-a", pid=11, notification_mode="notify")
+    SchedulerProcess.objects.create(instance="b", host="box-b", pid=12, notification_mode="notify")
+    SchedulerLease.objects.create(name="default", holder="b", epoch=7,
+                                  expires_at=now + timedelta(seconds=5))
+
+    output = scheduler("status")
+
+    assert re.search(r"^scheduler +running$", output.stdout, re.M)
+    assert re.search(r"^process +pid 12 on box-b$", output.stdout, re.M)
+    assert re.search(r"^instance +active pid 12 on box-b, lease epoch 7, heartbeat ", output.stdout,
+                     re.M)
+    assert re.search(r"^instance +standby pid 11 on box-a, heartbeat ", output.stdout, re.M)
 
 
 # prune

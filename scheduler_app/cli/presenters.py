@@ -148,6 +148,15 @@ def status_details(status: SchedulerStatus, *, now: datetime, style: Any) -> lis
         ("paused", str(status.jobs_paused)),
         ("broken", Styled(str(status.jobs_broken), "ERROR" if status.jobs_broken else "")),
     ]
+    pairs += [
+        (
+            "instance",
+            f"{instance.role} pid {instance.pid} on {instance.host}"
+            + (f", lease epoch {instance.epoch}" if instance.epoch is not None else "")
+            + f", heartbeat {output.when(instance.last_heartbeat, now=now)}",
+        )
+        for instance in status.instances
+    ]
     return output.details(pairs, style=style)
 
 
