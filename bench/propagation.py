@@ -19,15 +19,13 @@ import argparse
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+from bench.common import ROOT, percentile, setup_django, start_manage_py, wait_for_heartbeat
+
 POSTGRES_BENCH_URL = "postgres://postgres@127.0.0.1:5432/scheduler_bench_propagation"
 PROBE = "probe.record"
 
@@ -68,20 +66,11 @@ def run_worker(url: str, mode: str, changes: int) -> dict[str, list[float]]:
 
 def measure(url: str, mode: str, *, changes: int) -> dict[str, list[float]]:
     """Runs inside a worker process configured for one database and mode."""
-    if url.startswith("postgres"):
-        recreate_postgres_database(url)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    scheduler = subprocess.Popen(
-        [sys.executable, "manage.py", "runscheduler"], cwd=ROOT, env=os.environ.copy(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    setup_django(url)
+    scheduler = start_manage_py("runscheduler")
     try:
-        wait_for_heartbeat(scheduler.pid)
+        wait_for_heartbeat(scheduler.pid, role="active")
+        time.sleep(1)
         return {
             "run-now": run_now_latencies(changes),
             "reschedule lateness": reschedule_lateness(changes),
@@ -89,26 +78,6 @@ def measure(url: str, mode: str, *, changes: int) -> dict[str, list[float]]:
     finally:
         scheduler.terminate()
         scheduler.wait(timeout=30)
-
-
-def recreate_postgres_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-
-
-def wait_for_heartbeat(pid: int) -> None:
-    from scheduler_app.models import SchedulerProcess
-
-    deadline = time.monotonic() + 60
-    while not SchedulerProcess.objects.filter(pid=pid).exists():
-        if time.monotonic() > deadline:
-            raise SystemExit("the scheduler did not start")
-        time.sleep(0.05)
-    time.sleep(1)
 
 
 def run_now_latencies(changes: int) -> list[float]:
@@ -160,13 +129,6 @@ def wait_for_new_run(seen: int):
         if time.monotonic() > deadline:
             raise SystemExit("the scheduler did not run the job within 30 s")
         time.sleep(0.002)
-
-
-def percentile(samples: list[float], percent: int) -> float:
-    ordered = sorted(samples)
-    if len(ordered) == 1:
-        return ordered[0]
-    return statistics.quantiles(ordered, n=100, method="inclusive")[percent - 1]
 
 
 if __name__ == "__main__":

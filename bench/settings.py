@@ -11,3 +11,4 @@ from tests.settings import *  # noqa: F403
 
 SCHEDULER_APP = {"NOTIFICATIONS": os.environ.get("BENCH_NOTIFICATIONS", "auto")}
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+SCHEDULER_APP["EXECUTION"] = os.environ.get("BENCH_EXECUTION", "threads")

@@ -22,3 +22,9 @@ def slow_run(seconds: float = 1.0) -> None:
     """Record its start, then take `seconds` to finish."""
     ProbeRun.objects.create(job_id="probe.slow", started_at=timezone.now(), pid=os.getpid())
     time.sleep(seconds)
+
+
+@scheduled_job("cron", year="2099", month=1, day=1, id="probe.noop", name="No-op probe",
+               max_instances=100000)
+def do_nothing() -> None:
+    """Nothing: benchmarks measure what running a job costs the scheduler itself."""
