@@ -10,7 +10,8 @@ a pause. Then 8 writer processes update one job for a while, each reading its ET
 and sending it back in If-Match: committed writes per second, 412s, p99 latency.
 
 Run from the project root; it creates (dropping it first) the database
-`scheduler_bench_api` on the server DATABASE_URL points at:
+`scheduler_bench_api` through `bench.common` (PostgreSQL on 127.0.0.1:5432) and
+connects to it with the credentials and host of DATABASE_URL:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/api.py
 
@@ -28,13 +29,14 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import percentile, setup_django  # noqa: E402  (after the path is set)
 
 BENCH_DATABASE = "scheduler_bench_api"
 API = "/api/scheduler/jobs"
@@ -68,35 +70,22 @@ def main() -> None:
 
 
 def set_up_django(server_url: str) -> None:
+    """Django on a fresh, migrated `scheduler_bench_api` on the server of `server_url`."""
     if not server_url.startswith("postgres"):
         raise SystemExit(
             "Set DATABASE_URL to a PostgreSQL server: postgres://postgres@127.0.0.1:5432/postgres"
         )
-    parts = urlsplit(server_url)
-    bench_url = urlunsplit(parts._replace(path=f"/{BENCH_DATABASE}"))
-    recreate_database(urlunsplit(parts._replace(path="/postgres")))
+    bench_url = urlunsplit(urlsplit(server_url)._replace(path=f"/{BENCH_DATABASE}"))
     os.environ.update(
         DATABASE_URL=bench_url,
         DJANGO_SETTINGS_MODULE="bench.settings",
         # Without DEBUG's query log, which would otherwise grow and cost on every query.
         DJANGO_DEBUG="0",
     )
-    import django
     from django.conf import settings
 
     settings.ROOT_URLCONF = "tests.testapp.urls"  # the project's URLs plus the floor
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
-def recreate_database(admin_url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+    setup_django(bench_url)
 
 
 def fill_store(count: int) -> None:
@@ -245,10 +234,6 @@ def time_once(request: Callable[[], Any]) -> tuple[float, float]:
     return (time.perf_counter() - start) * 1000, (time.process_time() - start_cpu) * 1000
 
 
-def percentile(samples: Sequence[float], percent: int) -> float:
-    return statistics.quantiles(sorted(samples), n=100, method="inclusive")[percent - 1]
-
-
 def print_table(results: list[tuple[str, list[Timing], list[Timing]]]) -> None:
     print()
     print(f"{'request':<15} {'API p50':>8} {'API p99':>8} {'floor p50':>9} {'floor p99':>9} "
@@ -258,8 +243,8 @@ def print_table(results: list[tuple[str, list[Timing], list[Timing]]]) -> None:
         floor_wall, floor_cpu = zip(*floor_timings, strict=True)
         wall = statistics.median(api_wall), statistics.median(floor_wall)
         cpu = statistics.median(api_cpu), statistics.median(floor_cpu)
-        print(f"{name:<15} {wall[0]:8.2f} {percentile(api_wall, 99):8.2f} {wall[1]:9.2f} "
-              f"{percentile(floor_wall, 99):9.2f} {wall[0] / wall[1]:5.2f}x "
+        print(f"{name:<15} {wall[0]:8.2f} {percentile(list(api_wall), 99):8.2f} {wall[1]:9.2f} "
+              f"{percentile(list(floor_wall), 99):9.2f} {wall[0] / wall[1]:5.2f}x "
               f"{cpu[0]:8.2f} {cpu[1]:9.2f} {cpu[0] / cpu[1]:8.2f}x")
     print("(milliseconds per request, medians unless p99; CPU = the server process's CPU time)")
 

@@ -10,6 +10,7 @@ from django_apscheduler.models import DjangoJob
 
 from scheduler_app import services
 from scheduler_app.management.commands.runscheduler import Command
+from scheduler_app.registry import registry
 from scheduler_app.state import dump_state, load_state
 from tests.conftest import wait_for
 
@@ -49,8 +50,8 @@ def test_start_up_summary_counts_jobs_and_names_database_and_notifications(start
         else f"Database: postgresql {database['NAME']} on {database['HOST']}:{database['PORT']}"
     )
     for expected in [
-        "Jobs declared in code: 7 (0 new, 0 updated from code)",
-        "Jobs in the store: 8 (1 paused)",
+        f"Jobs declared in code: {len(registry)} (0 new, 0 updated from code)",
+        f"Jobs in the store: {len(registry) + 1} (1 paused)",
         "Orphaned (in the store, no longer in code): 1 (retired.job)",
         "Broken (function cannot be imported): 0",
         expected_database,

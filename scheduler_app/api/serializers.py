@@ -1,0 +1,214 @@
+"""
+Serializers for the scheduler API.
+
+Output serializers turn the selectors' views (`JobView`, `ExecutionView`,
+`SchedulerStatus`) and the audit and run-request rows into JSON. The management
+commands reuse them for `--json`, so the API and the command line print the same
+field names. `ScheduleSerializer` describes the body of a schedule change; the
+trigger module, through the service, validates its content.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from scheduler_app import triggers
+from scheduler_app.models import JobChange, RunRequest
+
+
+class ExecutionSerializer(serializers.Serializer):
+    """One recorded run of a job (`selectors.ExecutionView`)."""
+
+    id = serializers.IntegerField(read_only=True)
+    job = serializers.CharField(source="job_id", read_only=True)
+    status = serializers.CharField(
+        read_only=True, help_text="running, success, error, missed or max_instances."
+    )
+    run_time = serializers.DateTimeField(read_only=True)
+    finished = serializers.DateTimeField(read_only=True, allow_null=True)
+    duration = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="Seconds the run took."
+    )
+    exception = serializers.CharField(read_only=True, allow_null=True)
+    traceback = serializers.CharField(read_only=True, allow_null=True)
+
+
+class LastExecutionSerializer(ExecutionSerializer):
+    """The newest run of a job, as a job shows it: without the job id and traceback."""
+
+    job = None
+    traceback = None
+
+
+class JobSerializer(serializers.Serializer):
+    """A job as read from the store (`selectors.JobView`)."""
+
+    id = serializers.CharField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    func = serializers.CharField(
+        read_only=True, help_text="The registered function reference; never writable."
+    )
+    trigger = serializers.CharField(
+        read_only=True, allow_null=True, help_text="cron, interval or date."
+    )
+    trigger_args = serializers.DictField(
+        read_only=True, help_text="The trigger's canonical fields, as stored."
+    )
+    description = serializers.CharField(read_only=True, help_text="The schedule in words.")
+    enabled = serializers.BooleanField(read_only=True, help_text="False when paused.")
+    next_run_time = serializers.DateTimeField(read_only=True, allow_null=True)
+    upcoming = serializers.ListField(
+        child=serializers.DateTimeField(),
+        read_only=True,
+        help_text="The next fire times; empty when paused.",
+    )
+    version = serializers.IntegerField(
+        read_only=True, help_text="Bumped by every change; sent back in If-Match."
+    )
+    is_default_schedule = serializers.BooleanField(read_only=True)
+    default_schedule = serializers.DictField(
+        read_only=True,
+        allow_null=True,
+        help_text="The trigger spec code declares, which reset restores; null if orphaned.",
+    )
+    broken = serializers.BooleanField(
+        read_only=True, help_text="The job's function cannot be imported."
+    )
+    orphaned = serializers.BooleanField(
+        read_only=True, help_text="The job is in the store but no longer declared in code."
+    )
+    max_instances = serializers.IntegerField(read_only=True, allow_null=True)
+    misfire_grace_time = serializers.IntegerField(read_only=True, allow_null=True)
+    coalesce = serializers.BooleanField(read_only=True, allow_null=True)
+    last_execution = LastExecutionSerializer(read_only=True, allow_null=True)
+
+
+class JobChangeSerializer(serializers.ModelSerializer):
+    """One entry of a job's audit trail."""
+
+    job = serializers.CharField(source="job_id", read_only=True)
+
+    class Meta:
+        model = JobChange
+        fields = [
+            "id", "job", "version", "action", "actor", "source", "before", "after", "created_at",
+        ]
+        read_only_fields = fields
+
+
+class RunRequestSerializer(serializers.ModelSerializer):
+    """A request to run a job once, now, which the scheduler process claims."""
+
+    job = serializers.CharField(source="job_id", read_only=True)
+
+    class Meta:
+        model = RunRequest
+        fields = [
+            "id", "job", "status", "requested_at", "requested_by", "source", "claimed_at",
+            "run_time", "detail",
+        ]
+        read_only_fields = fields
+
+
+class SchedulerInstanceSerializer(serializers.Serializer):
+    """One live scheduler process (`selectors.SchedulerInstance`)."""
+
+    host = serializers.CharField(read_only=True)
+    pid = serializers.IntegerField(read_only=True)
+    role = serializers.CharField(read_only=True, help_text="active or standby.")
+    epoch = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="The active process's lease epoch."
+    )
+    started_at = serializers.DateTimeField(read_only=True)
+    last_heartbeat = serializers.DateTimeField(read_only=True)
+
+
+class SchedulerStatusSerializer(serializers.Serializer):
+    """The scheduler process by its heartbeat, and job counts (`selectors.SchedulerStatus`)."""
+
+    running = serializers.BooleanField(
+        read_only=True,
+        help_text="The active scheduler process (the lease holder) has a fresh heartbeat.",
+    )
+    pid = serializers.IntegerField(read_only=True, allow_null=True)
+    host = serializers.CharField(read_only=True, allow_null=True)
+    started_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    last_heartbeat = serializers.DateTimeField(read_only=True, allow_null=True)
+    notification_mode = serializers.CharField(read_only=True, allow_null=True)
+    jobs_total = serializers.IntegerField(read_only=True)
+    jobs_paused = serializers.IntegerField(read_only=True)
+    jobs_broken = serializers.IntegerField(read_only=True)
+    instances = SchedulerInstanceSerializer(
+        many=True, read_only=True, help_text="Live scheduler processes, the active one first."
+    )
+
+
+def _trigger_args_schema() -> dict[str, Any]:
+    """The OpenAPI schema of `trigger_args`, from the trigger module's own tables."""
+    moment = {"type": "string", "format": "date-time", "nullable": True}
+    cron_value = {"oneOf": [{"type": "string"}, {"type": "integer"}]}
+    kinds = {
+        **{name: cron_value for name in triggers.CRON_FIELDS},
+        "crontab": {"type": "string", "example": "*/5 * * * *"},
+        **{unit: {"type": "number", "minimum": 0} for unit in triggers.INTERVAL_UNITS},
+        "start_date": moment,
+        "end_date": moment,
+        "run_date": {"type": "string", "format": "date-time"},
+        "timezone": {"type": "string", "nullable": True, "example": "Europe/Paris"},
+        "jitter": {
+            "type": "integer", "minimum": 0, "maximum": triggers.MAX_JITTER, "nullable": True,
+        },
+    }
+    names = dict.fromkeys(name for args in triggers.ALLOWED_ARGS.values() for name in args)
+    return {
+        "type": "object",
+        "description": (
+            "cron: year, month, week, day, day_of_week, hour, minute, second, or "
+            '"crontab": "*/5 * * * *" (standard numbering, 0 = Sunday); interval: weeks, '
+            "days, hours, minutes, seconds; date: run_date. Also start_date, end_date, "
+            "timezone and jitter (cron, interval) and timezone (date)."
+        ),
+        "properties": {name: kinds[name] for name in names},
+        "additionalProperties": False,
+    }
+
+
+@extend_schema_field(_trigger_args_schema())
+class TriggerArgsField(serializers.DictField):
+    """A trigger's arguments; the trigger module validates them against the trigger type."""
+
+
+class ScheduleSerializer(serializers.Serializer):
+    """The body of a schedule change: a trigger spec."""
+
+    trigger = serializers.ChoiceField(choices=sorted(triggers.ALLOWED_ARGS))
+    trigger_args = TriggerArgsField(required=False)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # Refused rather than dropped: a misspelt key must not silently lose its value.
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {key: ["Unknown key; a trigger spec has only trigger and trigger_args."]
+                     for key in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every error response (documentation only)."""
+
+    detail = serializers.CharField(help_text="What went wrong, in words.")
+    code = serializers.CharField(help_text="A stable slug for programs.")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text='400 only: messages by field ("trigger_args.minutes", "If-Match", "body").',
+    )
+    current_version = serializers.IntegerField(
+        required=False, help_text="412 only: the job's version now."
+    )

@@ -1,0 +1,390 @@
+"""
+Views of the scheduler API.
+
+Each handler validates the request's shape, calls one service (writes) or selector
+(reads) and serializes what it returns. Job state comes from the store on every
+request; errors become JSON in `scheduler_app.api.exceptions`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
+from rest_framework import routers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from scheduler_app import selectors, services
+from scheduler_app.api.exceptions import BadRequest, exception_handler
+from scheduler_app.api.filters import (
+    ExecutionFilterSerializer,
+    JobFilterSerializer,
+    query_filters,
+)
+from scheduler_app.api.pagination import SchedulerPagination
+from scheduler_app.api.parsers import MAX_BODY_BYTES, StrictJSONParser
+from scheduler_app.api.permissions import CanManageJobs
+from scheduler_app.api.serializers import (
+    ErrorSerializer,
+    ExecutionSerializer,
+    JobChangeSerializer,
+    JobSerializer,
+    RunRequestSerializer,
+    SchedulerStatusSerializer,
+    ScheduleSerializer,
+)
+from scheduler_app.exceptions import JobNotFound
+from scheduler_app.models import Source
+
+MESSAGE_HEADER = "X-Scheduler-Message"
+# The If-Match this API takes: one version, quoted or not ("7" or 7), or * for any.
+IF_MATCH_SYNTAX = r'\s*(?:(\*)|"([0-9]{1,18})"|([0-9]{1,18}))\s*'
+_IF_MATCH = re.compile(IF_MATCH_SYNTAX)
+
+# OpenAPI documentation shared by the operations.
+JOB_ID = OpenApiParameter("id", OpenApiTypes.STR, OpenApiParameter.PATH, description="Job id.")
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    {"type": "string", "pattern": f"^{IF_MATCH_SYNTAX}$"},
+    OpenApiParameter.HEADER,
+    description='The version you last saw ("7" or 7); the change is refused with 412 if '
+    "the job changed since. `*` or no header: any version.",
+)
+ETAG = OpenApiParameter(
+    "ETag",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[200, 202],
+    description='The job\'s version, quoted ("7").',
+)
+MESSAGE = OpenApiParameter(
+    MESSAGE_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[200],
+    description='What the change did, e.g. "Job paused." or "Job is already paused."',
+)
+SCHEDULE_EXAMPLES = [
+    OpenApiExample(
+        "Every 5 minutes, as a crontab",
+        value={"trigger": "cron", "trigger_args": {"crontab": "*/5 * * * *"}},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Weekdays at 09:30 in Paris",
+        value={
+            "trigger": "cron",
+            "trigger_args": {
+                "day_of_week": "mon-fri", "hour": 9, "minute": 30, "timezone": "Europe/Paris",
+            },
+        },
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Every 2 hours",
+        value={"trigger": "interval", "trigger_args": {"hours": 2}},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Once",
+        value={"trigger": "date", "trigger_args": {"run_date": "2099-01-31T09:00:00+01:00"}},
+        request_only=True,
+    ),
+]
+_ERROR_MEANINGS = {
+    400: "Bad input; `errors` names the field and the problem.",
+    401: "Not authenticated.",
+    403: "Not staff, or no permission on scheduler jobs.",
+    404: "No job with that id, or no such page.",
+    409: "The operation conflicts with the job's state (e.g. the job is broken).",
+    412: "Stale If-Match: the job changed; `current_version` is its version now.",
+    415: "Writes accept only application/json.",
+}
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return {
+        code: OpenApiResponse(ErrorSerializer, description=_ERROR_MEANINGS[code])
+        for code in (401, 403, *codes)
+    }
+
+
+READ_ERRORS = _errors(404)
+PAGE_ERRORS = _errors(400, 404)
+WRITE_ERRORS = _errors(400, 404, 409, 412, 415)
+
+
+class SchedulerAPIMixin:
+    """What every scheduler API view shares: who may call it, what it parses, its errors."""
+
+    permission_classes = [CanManageJobs]
+    parser_classes = [StrictJSONParser]
+    pagination_class = SchedulerPagination
+
+    def get_exception_handler(self) -> Callable[..., Response | None]:
+        return exception_handler
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # DRF's JSON parser ignores DATA_UPLOAD_MAX_MEMORY_SIZE: refuse big bodies unread.
+        if _content_length(request) > MAX_BODY_BYTES:
+            raise BadRequest(
+                f"The request body is larger than {MAX_BODY_BYTES} bytes.",
+                field="body",
+                code="body_too_large",
+            )
+        super().initial(request, *args, **kwargs)
+        if request.method not in SAFE_METHODS:
+            # Parse every write's body up front, used or not: only JSON gets in (415),
+            # and malformed JSON is a 400 here rather than a surprise while rendering.
+            request.data  # noqa: B018
+
+
+class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
+    """Scheduler jobs: read them, reschedule, pause, resume, run now, reset."""
+
+    lookup_field = "id"
+    # Job ids are dotted ("reports.weekly"): DRF's default would stop at the dot.
+    lookup_value_regex = "[^/]+"
+    serializer_class = JobSerializer
+
+    def get_serializer_class(self) -> type:
+        serializer_classes = {
+            "schedule": ScheduleSerializer,
+            "trigger": RunRequestSerializer,
+            "executions": ExecutionSerializer,
+            "changes": JobChangeSerializer,
+        }
+        return serializer_classes.get(self.action, JobSerializer)
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
+        if self.action == "schedule" and not args and not kwargs.get("instance"):
+            # The browsable API's form for a PUT: start from the job's schedule now.
+            kwargs["instance"] = self._current_schedule()
+        return super().get_serializer(*args, **kwargs)
+
+    def _current_schedule(self) -> dict[str, Any] | None:
+        try:
+            job = selectors.get_job(job_id=self.job_id)
+        except JobNotFound:
+            return None
+        return {"trigger": job.trigger, "trigger_args": job.trigger_args}
+
+    def get_queryset(self) -> Any:
+        # Unfiltered: the browsable API asks for it while rendering any page of this viewset.
+        return selectors.job_queryset()
+
+    @property
+    def job_id(self) -> str:
+        job_id = self.kwargs["id"]
+        if "\x00" in job_id:
+            # No job id holds a NUL, and PostgreSQL refuses one in a query.
+            raise JobNotFound(job_id)
+        return job_id
+
+    @extend_schema(
+        parameters=[JobFilterSerializer], responses={200: JobSerializer, **PAGE_ERRORS}
+    )
+    def list(self, request: Request) -> Response:
+        """Jobs, a page at a time; filter by `enabled`, `trigger`, `search`; `ordering`."""
+        rows = selectors.job_queryset(**query_filters(JobFilterSerializer, request))
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(JobSerializer(selectors.job_views(page), many=True).data)
+
+    @extend_schema(parameters=[JOB_ID, ETAG], responses={200: JobSerializer, **READ_ERRORS})
+    def retrieve(self, request: Request, **kwargs: Any) -> Response:
+        """One job, read under its row lock; the `ETag` header is its version."""
+        return _job_response(selectors.get_job(job_id=self.job_id))
+
+    @extend_schema(
+        parameters=[JOB_ID, IF_MATCH, ETAG, MESSAGE],
+        request=ScheduleSerializer,
+        responses={200: JobSerializer, **WRITE_ERRORS},
+        examples=SCHEDULE_EXAMPLES,
+    )
+    @action(detail=True, methods=["put"])
+    def schedule(self, request: Request, **kwargs: Any) -> Response:
+        """Give the job a new schedule (a trigger spec); a paused job stays paused."""
+        serializer = ScheduleSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        outcome = services.reschedule_job(
+            job_id=self.job_id, trigger_spec=dict(serializer.validated_data), **_change(request)
+        )
+        return _job_response(outcome.job, message=outcome.message)
+
+    @extend_schema(
+        parameters=[JOB_ID, IF_MATCH, ETAG, MESSAGE],
+        request=None,
+        responses={200: JobSerializer, **WRITE_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, **kwargs: Any) -> Response:
+        """Pause the job: no run starts after this. Pausing a paused job changes nothing."""
+        outcome = services.pause_job(job_id=self.job_id, **_change(request))
+        return _job_response(outcome.job, message=outcome.message)
+
+    @extend_schema(
+        parameters=[JOB_ID, IF_MATCH, ETAG, MESSAGE],
+        request=None,
+        responses={200: JobSerializer, **WRITE_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, **kwargs: Any) -> Response:
+        """Resume the job from its next fire time. Resuming a running job changes nothing."""
+        outcome = services.resume_job(job_id=self.job_id, **_change(request))
+        return _job_response(outcome.job, message=outcome.message)
+
+    @extend_schema(
+        parameters=[JOB_ID, IF_MATCH, ETAG],
+        request=None,
+        responses={202: RunRequestSerializer, **WRITE_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def trigger(self, request: Request, **kwargs: Any) -> Response:
+        """Ask the scheduler process to run the job once, now; its schedule stays as it is."""
+        run_request = services.request_job_run(job_id=self.job_id, **_change(request))
+        return Response(
+            RunRequestSerializer(run_request).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"ETag": _etag(run_request.job.record.version)},
+        )
+
+    @extend_schema(
+        parameters=[JOB_ID, IF_MATCH, ETAG, MESSAGE],
+        request=None,
+        responses={200: JobSerializer, **WRITE_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def reset(self, request: Request, **kwargs: Any) -> Response:
+        """Put the job's schedule and arguments back to its code default."""
+        outcome = services.reset_job(job_id=self.job_id, **_change(request))
+        return _job_response(outcome.job, message=outcome.message)
+
+    @extend_schema(
+        parameters=[JOB_ID], responses={200: ExecutionSerializer(many=True), **PAGE_ERRORS}
+    )
+    @action(detail=True, methods=["get"])
+    def executions(self, request: Request, **kwargs: Any) -> Response:
+        """The job's runs, newest first."""
+        if not selectors.job_exists(job_id=self.job_id):
+            raise JobNotFound(self.job_id)
+        return _execution_page(self, selectors.execution_queryset(job_id=self.job_id))
+
+    @extend_schema(
+        parameters=[JOB_ID], responses={200: JobChangeSerializer(many=True), **PAGE_ERRORS}
+    )
+    @action(detail=True, methods=["get"])
+    def changes(self, request: Request, **kwargs: Any) -> Response:
+        """The job's audit trail, newest first: who changed what, through which door."""
+        if not selectors.job_exists(job_id=self.job_id):
+            raise JobNotFound(self.job_id)
+        page = self.paginate_queryset(selectors.change_queryset(job_id=self.job_id))
+        return self.get_paginated_response(JobChangeSerializer(page, many=True).data)
+
+
+class ExecutionViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
+    """Recorded runs of all jobs."""
+
+    serializer_class = ExecutionSerializer
+
+    def get_queryset(self) -> Any:
+        return selectors.execution_queryset()
+
+    @extend_schema(
+        parameters=[ExecutionFilterSerializer],
+        responses={200: ExecutionSerializer, **PAGE_ERRORS},
+    )
+    def list(self, request: Request) -> Response:
+        """All runs, newest first; filter by `job` and `status`."""
+        filters = query_filters(ExecutionFilterSerializer, request)
+        rows = selectors.execution_queryset(job_id=filters.get("job"), status=filters.get("status"))
+        return _execution_page(self, rows)
+
+
+class SchedulerStatusViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
+    """Whether the scheduler process is alive, by its heartbeat, and job counts."""
+
+    serializer_class = SchedulerStatusSerializer
+
+    @extend_schema(responses={200: SchedulerStatusSerializer, **_errors()})
+    def retrieve(self, request: Request) -> Response:
+        return Response(SchedulerStatusSerializer(selectors.scheduler_status()).data)
+
+
+class SchedulerRootView(SchedulerAPIMixin, routers.APIRootView):
+    """The scheduler API: jobs, executions and the scheduler's status."""
+
+
+class UnknownEndpointView(SchedulerAPIMixin, APIView):
+    """Any other path under the API: a JSON 404 instead of Django's HTML page.
+
+    It also keeps Django's APPEND_SLASH from answering a POST to a path without
+    its trailing slash with an error (DEBUG) or a redirect that drops the body.
+    """
+
+    schema = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        raise NotFound("No such endpoint. The API's paths end with a slash: jobs/{id}/pause/.")
+
+
+def expected_version(request: Request) -> int | None:
+    """The version in the If-Match header; None when absent or `*` (any version)."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    match = _IF_MATCH.fullmatch(header)
+    if match is None:
+        raise BadRequest(
+            f'must be one job version, like "7" or 7, or *; got {header[:50]!r}.',
+            field="If-Match",
+            code="invalid_if_match",
+        )
+    any_version, quoted, bare = match.groups()
+    return None if any_version else int(quoted or bare)
+
+
+def _change(request: Request) -> dict[str, Any]:
+    """The keyword arguments every service call from the API shares."""
+    return {
+        "actor": request.user.get_username(),
+        "source": Source.API,
+        "expected_version": expected_version(request),
+    }
+
+
+def _job_response(job: selectors.JobView, *, message: str = "") -> Response:
+    headers = {"ETag": _etag(job.version)}
+    if message:
+        headers[MESSAGE_HEADER] = message
+    return Response(JobSerializer(job).data, headers=headers)
+
+
+def _execution_page(view: viewsets.GenericViewSet, rows: Any) -> Response:
+    page = view.paginate_queryset(rows)
+    views = [selectors.ExecutionView.from_row(row) for row in page]
+    return view.get_paginated_response(ExecutionSerializer(views, many=True).data)
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def _content_length(request: Request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
