@@ -173,17 +173,24 @@ def job_views(rows: QuerySet[DjangoJob] | list[DjangoJob]) -> list[JobView]:
 
 
 def get_job(*, job_id: str) -> JobView:
-    """One job, its row read under a lock so the view is one committed state."""
+    """One job, its row read under a lock so the view is one committed state.
+
+    The lock is taken first and the view read by a new statement once it is granted:
+    a locking query that also joined the record would, after waiting for a writer,
+    see the new row beside the old record (PostgreSQL rechecks only locked rows).
+    """
     with transaction.atomic():
-        row = (
-            job_queryset()
-            .select_for_update(of=("self",))
-            .filter(id=job_id)
-            .first()
-        )
-        if row is None:
+        if not DjangoJob.objects.select_for_update().filter(id=job_id).exists():
             raise JobNotFound(job_id)
-        return job_views([row])[0]
+        return job_views(job_queryset().filter(id=job_id))[0]
+
+
+def locked_job_view(row: DjangoJob) -> JobView:
+    """The view of a job row a writer holds locked (with its `record` loaded)."""
+    last_execution = (
+        DjangoJobExecution.objects.filter(job_id=row.id).order_by("-run_time").first()
+    )
+    return _job_view(row, last_execution)
 
 
 def execution_queryset(
@@ -280,11 +287,7 @@ def _job_view(row: DjangoJob, last_execution: DjangoJobExecution | None) -> JobV
         description=triggers.describe_trigger(trigger) if trigger else "Unreadable job state",
         enabled=row.next_run_time is not None,
         next_run_time=row.next_run_time,
-        upcoming=(
-            triggers.preview_fire_times(trigger, count=UPCOMING_COUNT)
-            if trigger and row.next_run_time is not None
-            else []
-        ),
+        upcoming=_upcoming(trigger, row.next_run_time),
         version=record.version if record else 0,
         is_default_schedule=bool(
             declaration
@@ -303,6 +306,19 @@ def _job_view(row: DjangoJob, last_execution: DjangoJobExecution | None) -> JobV
         kwargs=dict((state or {}).get("kwargs", {})),
         last_execution=ExecutionView.from_row(last_execution) if last_execution else None,
     )
+
+
+def _upcoming(trigger: Any, next_run_time: datetime | None) -> list[datetime]:
+    """The next fire times of a running job, from its stored next run time.
+
+    Counting from the stored next run (rather than from this instant) is what the
+    scheduler will do, and lets the trigger module memoize the result; an overdue
+    job (scheduler down) counts from now.
+    """
+    if trigger is None or next_run_time is None:
+        return []
+    start = next_run_time if next_run_time > timezone.now() else None
+    return triggers.preview_fire_times(trigger, count=UPCOMING_COUNT, now=start)
 
 
 def _timestamp_to_datetime(timestamp: Decimal | None) -> datetime | None:

@@ -100,7 +100,7 @@ def pause_job(
     with transaction.atomic():
         job = _lock_job(job_id, expected_version)
         if job.row.next_run_time is None:
-            return _unchanged(job_id, "Job is already paused.")
+            return _unchanged(job, "Job is already paused.")
         job.state["next_run_time"] = None
         return _commit(job, JobChange.Action.PAUSED, actor, source, "Job paused.")
 
@@ -112,7 +112,7 @@ def resume_job(
     with transaction.atomic():
         job = _lock_job(job_id, expected_version)
         if job.row.next_run_time is not None:
-            return _unchanged(job_id, "Job is already running on its schedule.")
+            return _unchanged(job, "Job is already running on its schedule.")
         _refuse_if_broken(job)
         next_run_time = _first_fire_time(job.state["trigger"])
         if next_run_time is None:
@@ -145,7 +145,7 @@ def reset_job(
         if not arguments_changed and triggers.is_same_schedule(
             job.state["trigger"], declaration.trigger_spec, timezone=app_settings.timezone
         ):
-            return _unchanged(job_id, "Job already has its code default schedule.")
+            return _unchanged(job, "Job already has its code default schedule.")
         job.state["args"] = tuple(declaration.args)
         job.state["kwargs"] = dict(declaration.kwargs)
         _set_trigger(job, trigger)
@@ -269,7 +269,14 @@ def _code_owned_state(declaration: JobDeclaration) -> dict[str, Any]:
 
 
 def _lock_job(job_id: str, expected_version: int | None) -> _LockedJob:
-    """Lock a job's row (and record) for the rest of the transaction."""
+    """Lock a job's row for the rest of the transaction.
+
+    Every writer locks the job row first, so that lock alone serializes changes to
+    the job and its record. The record is read by its own statement after the lock
+    is granted: joined into the locking query, PostgreSQL would recheck only the
+    locked row after waiting and hand back the record as it was before the wait (a
+    lost version bump, caught by tests/test_concurrency.py).
+    """
     row = DjangoJob.objects.select_for_update().filter(id=job_id).first()
     if row is None:
         raise JobNotFound(job_id)
@@ -277,10 +284,11 @@ def _lock_job(job_id: str, expected_version: int | None) -> _LockedJob:
         state = load_state(row.job_state)
     except UnreadableState:
         raise JobBroken(job_id, "<unreadable job state>") from None
-    record, _ = JobRecord.objects.select_for_update().get_or_create(
+    record, _ = JobRecord.objects.get_or_create(
         job=row,
         defaults={"name": state["name"], "trigger_type": trigger_type_name(state["trigger"])},
     )
+    row.record = record
     if expected_version is not None and expected_version != record.version:
         raise VersionConflict(job_id, expected=expected_version, current=record.version)
     return _LockedJob(row=row, record=record, state=state, before=_summary(state))
@@ -323,11 +331,11 @@ def _commit(
         after=_summary(job.state),
     )
     notifications.notify_change(job.row.id)
-    return ChangeOutcome(job=selectors.get_job(job_id=job.row.id), changed=True, message=message)
+    return ChangeOutcome(job=selectors.locked_job_view(job.row), changed=True, message=message)
 
 
-def _unchanged(job_id: str, message: str) -> ChangeOutcome:
-    return ChangeOutcome(job=selectors.get_job(job_id=job_id), changed=False, message=message)
+def _unchanged(job: _LockedJob, message: str) -> ChangeOutcome:
+    return ChangeOutcome(job=selectors.locked_job_view(job.row), changed=False, message=message)
 
 
 def _summary(state: dict[str, Any]) -> dict[str, Any]:

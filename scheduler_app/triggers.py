@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -107,8 +108,44 @@ def trigger_fields(trigger: BaseTrigger) -> dict[str, Any]:
     )
 
 
+class _ByKey:
+    """A value that hashes and compares by a text key which determines everything
+    computed from it: the argument of the memoized functions below.
+
+    A trigger's key is its canonical fields. Memoizing by them keeps pure
+    computations (words, fire times from a given instant, a code default's fields)
+    from being redone for every row of every list page, and can never serve a stale
+    schedule: a changed schedule is a different key.
+    """
+
+    __slots__ = ("key", "value")
+
+    def __init__(self, key: str, value: Any) -> None:
+        self.key = key
+        self.value = value
+
+    @classmethod
+    def of_trigger(cls, trigger: BaseTrigger) -> _ByKey:
+        fields = trigger_fields(trigger)
+        return cls(repr((fields["trigger"], sorted(fields["trigger_args"].items()))), trigger)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByKey) and other.key == self.key
+
+
 def describe_trigger(trigger: BaseTrigger) -> str:
     """Say in a few words when a trigger fires."""
+    if isinstance(trigger, CronTrigger | IntervalTrigger | DateTrigger):
+        return _describe(_ByKey.of_trigger(trigger))
+    return str(trigger)
+
+
+@lru_cache(maxsize=4096)
+def _describe(schedule: _ByKey) -> str:
+    trigger = schedule.value
     if isinstance(trigger, CronTrigger):
         return f"{_describe_cron(trigger)} ({_zone_label(trigger.timezone)})"
     if isinstance(trigger, IntervalTrigger):
@@ -116,16 +153,29 @@ def describe_trigger(trigger: BaseTrigger) -> str:
     if isinstance(trigger, DateTrigger):
         run_date = trigger.run_date
         moment = f"{run_date:%Y-%m-%d %H:%M}" + (f":{run_date:%S}" if run_date.second else "")
-        return f"Once at {moment} ({_zone_label(run_date.tzinfo)})"
-    return str(trigger)
+    return f"Once at {moment} ({_zone_label(run_date.tzinfo)})"
 
 
 def preview_fire_times(
     trigger: BaseTrigger, *, count: int = 5, now: datetime | None = None
 ) -> list[datetime]:
-    """Return the next ``count`` fire times after ``now``, fewer if the schedule ends."""
+    """Return the next ``count`` fire times after ``now``, fewer if the schedule ends.
+
+    With an explicit ``now`` (a stored next run time, say) the result is memoized.
+    """
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_PREVIEW:
         raise InvalidTrigger(f"must be a whole number from 0 to {MAX_PREVIEW}.", field="count")
+    if now is not None and now.tzinfo is not None:
+        return list(_preview(_ByKey.of_trigger(trigger), count, now))
+    return _preview_uncached(trigger, count, now)
+
+
+@lru_cache(maxsize=4096)
+def _preview(schedule: _ByKey, count: int, now: datetime) -> tuple[datetime, ...]:
+    return tuple(_preview_uncached(schedule.value, count, now))
+
+
+def _preview_uncached(trigger: BaseTrigger, count: int, now: datetime | None) -> list[datetime]:
     zone = _trigger_zone(trigger)
     nominal = _without_jitter(trigger)
     floor = _aware(now, zone).astimezone(UTC)
@@ -152,16 +202,26 @@ def is_same_schedule(
     stored: BaseTrigger, default_spec: Mapping[str, Any], *, timezone: tzinfo
 ) -> bool:
     """Tell whether a stored trigger still has the schedule a code declaration gives it."""
-    default = build_trigger(default_spec, timezone=timezone, allow_past=True)
-    if not isinstance(stored, type(default)):
+    default_type, default_args = _default_fields(_ByKey(repr(default_spec), default_spec), timezone)
+    if type(stored).__name__ != default_type:
         return False
     stored_args = trigger_fields(stored)["trigger_args"]
-    default_args = trigger_fields(default)["trigger_args"]
+    if "start_date" not in default_args:
+        stored_args.pop("start_date", None)
+    return stored_args == default_args
+
+
+@lru_cache(maxsize=1024)
+def _default_fields(spec: _ByKey, timezone: tzinfo) -> tuple[str, dict[str, Any]]:
+    """A code default's trigger type and canonical fields, built (and validated) once."""
+    default_spec = spec.value
+    default = build_trigger(default_spec, timezone=timezone, allow_past=True)
+    args = trigger_fields(default)["trigger_args"]
     # IntervalTrigger sets start_date to "construction time + interval" when none is given,
     # so two builds of the same default never agree on it.
     if isinstance(default, IntervalTrigger) and _spec_args(default_spec).get("start_date") is None:
-        del stored_args["start_date"], default_args["start_date"]
-    return stored_args == default_args
+        del args["start_date"]
+    return type(default).__name__, args
 
 
 def parse_crontab(expression: str) -> dict[str, str]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from django_apscheduler.models import DjangoJob
 
-from scheduler_app import selectors, services
+from scheduler_app import notifications, selectors, services
 from scheduler_app.exceptions import VersionConflict
 from scheduler_app.models import JobChange, RunRequest
 from scheduler_app.registry import JobDeclaration, registry
@@ -118,3 +121,35 @@ def test_ten_simultaneous_run_now_requests_are_all_recorded():
     no_errors(results)
     assert sorted(RunRequest.objects.values_list("id", flat=True)) == sorted(results)
     assert JobChange.objects.filter(job_id=JOB, action="run_requested").count() == 10
+
+
+def test_a_read_waiting_on_a_write_sees_the_written_version_and_schedule(monkeypatch):
+    """A detail read blocked by a writer's lock returns the committed state, whole."""
+    services.sync_jobs_from_code()
+    written, release = threading.Event(), threading.Event()
+
+    def hold_before_commit(job_id: str) -> None:
+        written.set()
+        assert release.wait(10)
+
+    monkeypatch.setattr(notifications, "notify_change", hold_before_commit)
+    spec = {"trigger": "interval", "trigger_args": {"minutes": 7}}
+    writer = threading.Thread(target=lambda: run_in_threads(1, lambda _: services.reschedule_job(
+        job_id=JOB, trigger_spec=spec, actor="writer", source="api"
+    )))
+    writer.start()
+    assert written.wait(10)
+    reads: list[object] = []
+    reader = threading.Thread(target=lambda: reads.extend(
+        run_in_threads(1, lambda _: selectors.get_job(job_id=JOB))
+    ))
+    reader.start()
+    time.sleep(0.3)  # the reader is now waiting for the writer's row lock
+    assert not reads
+    release.set()
+    writer.join(10)
+    reader.join(10)
+
+    [job] = reads
+    assert job.version == DjangoJob.objects.get(id=JOB).record.version
+    assert job.trigger_args["minutes"] == 7
