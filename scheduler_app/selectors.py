@@ -9,9 +9,11 @@ The API, the admin and the commands all read through here, so they never disagre
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from django.db import transaction
@@ -269,41 +271,72 @@ def broken_func_ref(*, job_state: bytes) -> str | None:
     return None if function_is_importable(func_ref) else func_ref
 
 
-def _job_view(row: DjangoJob, last_execution: DjangoJobExecution | None) -> JobView:
-    declaration = registry.get(row.id)
-    record = getattr(row, "record", None)
+@dataclass(frozen=True)
+class _StoredState:
+    """What a job's stored state says, worked out once per distinct state."""
+
+    state: dict[str, Any] | None
+    trigger_type: str | None
+    trigger_args: dict[str, Any]
+    description: str
+    is_default_schedule: bool
+
+
+@lru_cache(maxsize=4096)
+def _stored_state(job_id: str, job_state: bytes) -> _StoredState:
+    """Unpickle a state and derive its trigger fields and words.
+
+    Memoized by the exact bytes read from the store (and the job id, for its code
+    default, which cannot change while the process runs): a different state is a
+    different key, so this can never answer with anything but the row just read.
+    It spares list pages re-deriving the same schedules on every request.
+    """
     try:
-        state = load_state(row.job_state)
+        state = load_state(job_state)
     except UnreadableState:
-        state = None
-    trigger = state["trigger"] if state else None
-    fields = triggers.trigger_fields(trigger) if trigger else {"trigger": None, "trigger_args": {}}
-    return JobView(
-        id=row.id,
-        name=(state or {}).get("name") or row.id,
-        func=(state or {}).get("func", ""),
-        trigger=fields["trigger"],
+        return _StoredState(None, None, {}, "Unreadable job state", False)
+    trigger = state["trigger"]
+    fields = triggers.trigger_fields(trigger)
+    declaration = registry.get(job_id)
+    return _StoredState(
+        state=state,
+        trigger_type=fields["trigger"],
         trigger_args=fields["trigger_args"],
-        description=triggers.describe_trigger(trigger) if trigger else "Unreadable job state",
-        enabled=row.next_run_time is not None,
-        next_run_time=row.next_run_time,
-        upcoming=_upcoming(trigger, row.next_run_time),
-        version=record.version if record else 0,
+        description=triggers.describe_trigger(trigger),
         is_default_schedule=bool(
             declaration
-            and trigger
             and triggers.is_same_schedule(
                 trigger, declaration.trigger_spec, timezone=app_settings.timezone
             )
         ),
+    )
+
+
+def _job_view(row: DjangoJob, last_execution: DjangoJobExecution | None) -> JobView:
+    declaration = registry.get(row.id)
+    record = getattr(row, "record", None)
+    stored = _stored_state(row.id, bytes(row.job_state))
+    state = stored.state or {}
+    return JobView(
+        id=row.id,
+        name=state.get("name") or row.id,
+        func=state.get("func", ""),
+        trigger=stored.trigger_type,
+        trigger_args=copy.deepcopy(stored.trigger_args),
+        description=stored.description,
+        enabled=row.next_run_time is not None,
+        next_run_time=row.next_run_time,
+        upcoming=_upcoming(state.get("trigger"), row.next_run_time),
+        version=record.version if record else 0,
+        is_default_schedule=stored.is_default_schedule,
         default_schedule=declaration.trigger_spec if declaration else None,
-        broken=state is None or not function_is_importable(state["func"]),
+        broken=stored.state is None or not function_is_importable(state["func"]),
         orphaned=declaration is None,
-        max_instances=(state or {}).get("max_instances"),
-        misfire_grace_time=(state or {}).get("misfire_grace_time"),
-        coalesce=(state or {}).get("coalesce"),
-        args=tuple((state or {}).get("args", ())),
-        kwargs=dict((state or {}).get("kwargs", {})),
+        max_instances=state.get("max_instances"),
+        misfire_grace_time=state.get("misfire_grace_time"),
+        coalesce=state.get("coalesce"),
+        args=tuple(state.get("args", ())),
+        kwargs=copy.deepcopy(dict(state.get("kwargs", {}))),
         last_execution=ExecutionView.from_row(last_execution) if last_execution else None,
     )
 
