@@ -1,5 +1,6 @@
-"""Shared fixtures: synced demo jobs, threads with their own connections, and a
-real `runscheduler` subprocess against the test database."""
+"""Shared fixtures and helpers: synced demo jobs, stored jobs edited behind the services'
+back, recorded runs, staff users, threads with their own connections, and a real
+`runscheduler` subprocess against the test database."""
 
 from __future__ import annotations
 
@@ -10,16 +11,23 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Permission, User
+from django.contrib.messages import get_messages
 from django.db import connection, connections
-from django_apscheduler.models import DjangoJob
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import services
-from scheduler_app.models import SchedulerProcess
+from scheduler_app.models import JobChange, JobRecord, RunRequest, SchedulerProcess
 from scheduler_app.state import dump_state, load_state
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +62,96 @@ def copy_stored_job(source_id: str, new_id: str, **changes: Any) -> None:
     state = {**load_state(DjangoJob.objects.get(id=source_id).job_state), "id": new_id, **changes}
     DjangoJob.objects.create(id=new_id, job_state=dump_state(state),
                              next_run_time=state["next_run_time"])
+
+
+def copy_job_with_record(source_id: str, new_id: str, *, name: str | None = None) -> None:
+    """A stored copy of a cron job, with the record the services keep, under an id that no
+    code declares (an orphan)."""
+    copy_stored_job(source_id, new_id)
+    JobRecord.objects.create(
+        job_id=new_id, version=1, name=name or f"Copy of {source_id}", trigger_type="cron"
+    )
+
+
+def break_function_reference(job_id: str) -> None:
+    """Point a stored job at a function that no longer exists (a renamed function):
+    `project.jobs:function_renamed_away`."""
+    edit_stored_job(job_id, func="project.jobs:function_renamed_away")
+
+
+def snapshot(job_id: str) -> tuple[Any, ...]:
+    """Everything a change to a job touches: row, version, audit trail, run requests."""
+    row = DjangoJob.objects.get(id=job_id)
+    return (
+        bytes(row.job_state),
+        row.next_run_time,
+        row.record.version,
+        JobChange.objects.filter(job_id=job_id).count(),
+        RunRequest.objects.filter(job_id=job_id).count(),
+    )
+
+
+def record_execution(
+    job_id: str,
+    *,
+    minutes_ago: float,
+    status: str = DjangoJobExecution.SUCCESS,
+    duration: float = 1.5,
+    exception: str | None = None,
+) -> DjangoJobExecution:
+    """A finished run of a job, as the scheduler process records it."""
+    run_time = timezone.now() - timedelta(minutes=minutes_ago)
+    return DjangoJobExecution.objects.create(
+        job_id=job_id,
+        status=status,
+        run_time=run_time,
+        duration=duration,
+        finished=run_time.timestamp() + duration,
+        exception=exception,
+        traceback=f"Traceback (most recent call last):\n{exception}" if exception else None,
+    )
+
+
+def last_sunday(year: int, month: int) -> date:
+    """The last Sunday of a month: when Europe's clocks change in March and October."""
+    last_day = date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+    return last_day - timedelta(days=(last_day.weekday() + 1) % 7)
+
+
+def staff_client(*codenames: str) -> Client:
+    """A logged-in staff user with these django_apscheduler permissions (and no others)."""
+    user = User.objects.create_user(f"staff_{'_'.join(codenames) or 'none'}", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="django_apscheduler", codename__in=codenames
+        )
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def messages_of(response: Any) -> list[str]:
+    """The messages the user sees after this response."""
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+def count_queries(client: Client, path: str) -> int:
+    """How many queries a successful GET of this page costs."""
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(path)
+    assert response.status_code == 200
+    return len(queries)
+
+
+def run_action(client: Client, action: str, *job_ids: str) -> list[str]:
+    """Apply an action of the admin's job list to jobs; return the messages the user sees."""
+    response = client.post(
+        reverse("admin:django_apscheduler_djangojob_changelist"),
+        {"action": action, "_selected_action": list(job_ids), "index": 0},
+    )
+    assert response.status_code == 302, response.content.decode()[:500]
+    return messages_of(response)
 
 
 def run_in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission, User
-from django.contrib.messages import get_messages
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import selectors, services
 from scheduler_app.admin import ExecutionAdmin, JobAdmin
-from scheduler_app.models import JobChange, JobRecord, RunRequest
-from scheduler_app.state import dump_state, load_state
+from scheduler_app.models import JobChange, RunRequest
+from tests.conftest import (
+    break_function_reference,
+    copy_job_with_record,
+    count_queries,
+    last_sunday,
+    messages_of,
+    record_execution,
+    run_action,
+    snapshot,
+    staff_client,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -31,19 +38,6 @@ EVERY_FIVE_MINUTES = {"trigger": "cron", "trigger_args": {"crontab": "*/5 * * * 
 
 
 # Helpers ---------------------------------------------------------------------------------
-
-
-def staff_client(*codenames: str) -> Client:
-    """A logged-in staff user with these django_apscheduler permissions (and no others)."""
-    user = User.objects.create_user(f"staff_{'_'.join(codenames) or 'none'}", is_staff=True)
-    user.user_permissions.add(
-        *Permission.objects.filter(
-            content_type__app_label="django_apscheduler", codename__in=codenames
-        )
-    )
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -77,80 +71,8 @@ def operation_url(operation: str, job_id: str = JOB) -> str:
     )
 
 
-def run_action(client: Client, action: str, *job_ids: str) -> list[str]:
-    """Apply a changelist action to jobs; return the messages the user sees."""
-    response = client.post(
-        CHANGELIST, {"action": action, "_selected_action": list(job_ids), "index": 0}
-    )
-    assert response.status_code == 302, response.content.decode()[:500]
-    return [str(message) for message in get_messages(response.wsgi_request)]
-
-
-def messages_of(response: Any) -> list[str]:
-    return [str(message) for message in get_messages(response.wsgi_request)]
-
-
-def snapshot(job_id: str = JOB) -> tuple[Any, ...]:
-    """Everything a change to a job touches: row, version, audit trail, run requests."""
-    row = DjangoJob.objects.get(id=job_id)
-    return (
-        bytes(row.job_state),
-        row.next_run_time,
-        row.record.version,
-        JobChange.objects.filter(job_id=job_id).count(),
-        RunRequest.objects.filter(job_id=job_id).count(),
-    )
-
-
 def schedule_data(version: int, trigger: str, **fields: Any) -> dict[str, Any]:
     return {"version": version, "trigger": trigger, **fields}
-
-
-def break_function_reference(job_id: str) -> None:
-    """Point a stored job at a function that no longer exists (a renamed function)."""
-    row = DjangoJob.objects.get(id=job_id)
-    state = load_state(row.job_state)
-    state["func"] = "project.jobs:function_renamed_away"
-    row.job_state = dump_state(state)
-    row.save()
-
-
-def copy_job(job_id: str, new_id: str) -> None:
-    """A stored copy of a job under an id that no code declares (an orphan)."""
-    template = DjangoJob.objects.get(id=job_id)
-    state = load_state(template.job_state)
-    row = DjangoJob.objects.create(
-        id=new_id,
-        next_run_time=template.next_run_time,
-        job_state=dump_state({**state, "id": new_id}),
-    )
-    JobRecord.objects.create(job=row, version=1, name=f"Copy of {job_id}", trigger_type="cron")
-
-
-def record_execution(
-    job_id: str,
-    *,
-    minutes_ago: float,
-    status: str = DjangoJobExecution.SUCCESS,
-    duration: float = 1.5,
-    exception: str | None = None,
-) -> DjangoJobExecution:
-    run_time = timezone.now() - timedelta(minutes=minutes_ago)
-    return DjangoJobExecution.objects.create(
-        job_id=job_id,
-        status=status,
-        run_time=run_time,
-        duration=duration,
-        finished=run_time.timestamp() + duration,
-        exception=exception,
-        traceback=f"Traceback (most recent call last):\n{exception}" if exception else None,
-    )
-
-
-def last_sunday(year: int, month: int) -> date:
-    """The last Sunday of a month: when Europe's clocks change in March and October."""
-    last_day = date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
-    return last_day - timedelta(days=(last_day.weekday() + 1) % 7)
 
 
 # Registration ----------------------------------------------------------------------------
@@ -193,7 +115,7 @@ def test_job_list_shows_schedule_in_words_next_run_and_last_run(editor):
 
 def test_job_list_flags_broken_orphaned_and_custom_schedules(editor):
     break_function_reference("cache.warm")
-    copy_job(JOB, "old.removed_job")
+    copy_job_with_record(JOB, "old.removed_job")
     services.reschedule_job(job_id=JOB, trigger_spec=EVERY_FIVE_MINUTES, actor="a", source="api")
 
     page = editor.get(CHANGELIST).content.decode()
@@ -239,17 +161,10 @@ def test_job_list_counts_the_jobs_behind_each_filter_choice(editor):
         assert choice in page
 
 
-def count_queries(client: Client, path: str) -> int:
-    with CaptureQueriesContext(connection) as queries:
-        response = client.get(path)
-    assert response.status_code == 200
-    return len(queries)
-
-
 @pytest.mark.parametrize("filters", ["", "&broken=no&last_status=success&enabled=yes"])
 def test_job_list_page_costs_the_same_queries_for_5_or_45_jobs(editor, filters):
     for number in range(45):
-        copy_job(JOB, f"copies.job_{number:03}")
+        copy_job_with_record(JOB, f"copies.job_{number:03}")
         record_execution(f"copies.job_{number:03}", minutes_ago=number + 1)
 
     five = count_queries(editor, f"{CHANGELIST}?q=copies.job_00{filters}")
@@ -275,7 +190,7 @@ def test_pause_action_pauses_each_job_through_the_service_and_says_how_many(edit
 
 def test_pausing_paused_jobs_again_reports_them_unchanged(editor):
     services.pause_job(job_id=JOB, actor="alice", source="api")
-    before = snapshot()
+    before = snapshot(JOB)
 
     messages = run_action(editor, "pause_jobs", JOB, "cache.warm")
 
@@ -283,7 +198,7 @@ def test_pausing_paused_jobs_again_reports_them_unchanged(editor):
         "1 job was paused: cache.warm.",
         "1 job was already paused: reports.weekly.",
     ]
-    assert snapshot() == before
+    assert snapshot(JOB) == before
 
 
 def test_resume_action_puts_jobs_back_on_schedule(editor):
@@ -327,7 +242,7 @@ def test_run_now_action_asks_the_scheduler_and_runs_nothing_in_the_request(edito
 
 def test_reset_action_restores_the_code_default_and_reports_jobs_already_there(editor):
     services.reschedule_job(job_id=JOB, trigger_spec=EVERY_FIVE_MINUTES, actor="a", source="api")
-    copy_job(JOB, "old.removed_job")
+    copy_job_with_record(JOB, "old.removed_job")
 
     messages = run_action(editor, "reset_jobs", JOB, "cache.warm", "old.removed_job")
 
@@ -343,12 +258,12 @@ def test_view_only_user_gets_no_actions_and_cannot_run_one(viewer):
     page = viewer.get(CHANGELIST)
     assert page.status_code == 200
     assert "pause_jobs" not in page.content.decode()
-    before = snapshot()
+    before = snapshot(JOB)
 
     response = viewer.post(CHANGELIST, {"action": "pause_jobs", "_selected_action": [JOB]})
 
     assert response.status_code in (200, 302)
-    assert snapshot() == before
+    assert snapshot(JOB) == before
 
 
 # The change page -------------------------------------------------------------------------
@@ -431,7 +346,7 @@ def in_the_past() -> str:
 def test_invalid_schedule_shows_the_error_on_its_field_and_changes_nothing(
     editor, fields, field, message
 ):
-    before = snapshot()
+    before = snapshot(JOB)
 
     response = editor.post(change_url(), {"version": before[2], **fields})
 
@@ -439,18 +354,18 @@ def test_invalid_schedule_shows_the_error_on_its_field_and_changes_nothing(
     errors = response.context["form"].errors
     assert message in " ".join(errors.get(field, [])), errors
     assert "Please correct the errors below. Nothing was saved." in response.content.decode()
-    assert snapshot() == before
+    assert snapshot(JOB) == before
 
 
 def test_stale_form_changes_nothing_and_shows_who_changed_what(editor):
     loaded = editor.get(change_url()).context["form"].initial["version"]
     services.reschedule_job(job_id=JOB, trigger_spec=EVERY_FIVE_MINUTES, actor="bob", source="api")
-    before = snapshot()
+    before = snapshot(JOB)
 
     response = editor.post(change_url(), schedule_data(loaded, "interval", minutes=10))
 
     assert response.status_code == 200
-    assert snapshot() == before
+    assert snapshot(JOB) == before
     page = response.content.decode()
     assert "Someone else changed this job after you opened this page" in page
     (change, diff), = response.context["conflict"]
@@ -467,13 +382,13 @@ def test_stale_form_changes_nothing_and_shows_who_changed_what(editor):
 
 def test_rescheduling_a_broken_job_is_refused_with_the_reason(editor):
     break_function_reference(JOB)
-    before = snapshot()
+    before = snapshot(JOB)
 
     response = editor.post(change_url(), schedule_data(before[2], "interval", minutes=10))
 
     assert response.status_code == 200
     assert "cannot be imported" in " ".join(response.context["form"].non_field_errors())
-    assert snapshot() == before
+    assert snapshot(JOB) == before
 
 
 def test_unknown_job_page_redirects_with_a_message(editor):
@@ -502,11 +417,11 @@ def test_change_page_buttons_apply_the_operation_at_the_loaded_version(editor, o
 def test_change_page_button_with_a_stale_version_changes_nothing(editor):
     version = selectors.get_job(job_id=JOB).version
     services.reschedule_job(job_id=JOB, trigger_spec=EVERY_FIVE_MINUTES, actor="bob", source="api")
-    before = snapshot()
+    before = snapshot(JOB)
 
     response = editor.post(operation_url("pause"), {"version": version})
 
-    assert snapshot() == before
+    assert snapshot(JOB) == before
     assert "someone else changed it" in messages_of(response)[0]
 
 
@@ -600,12 +515,12 @@ def test_view_only_user_sees_the_job_page_but_cannot_change_it(viewer):
     assert 'name="_save"' not in text and "scheduler-operation" not in text
     assert all(field.disabled for field in page.context["form"].fields.values())
     assert viewer.get(preview_url(), {"trigger": "interval", "minutes": 5}).status_code == 200
-    before = snapshot()
+    before = snapshot(JOB)
 
     saving = viewer.post(change_url(), schedule_data(before[2], "interval", minutes=10))
     assert saving.status_code == 403
     assert viewer.post(operation_url("pause"), {"version": before[2]}).status_code == 403
-    assert snapshot() == before
+    assert snapshot(JOB) == before
 
 
 @pytest.mark.parametrize(
@@ -623,13 +538,13 @@ def test_staff_without_job_permissions_gets_403(outsider, path):
 
 
 def test_staff_without_job_permissions_cannot_preview_or_operate(outsider):
-    before = snapshot()
+    before = snapshot(JOB)
 
     assert outsider.get(preview_url(), {"trigger": "interval", "minutes": 5}).status_code == 403
     assert outsider.post(operation_url("pause"), {}).status_code == 403
     saving = outsider.post(change_url(), schedule_data(before[2], "interval", minutes=1))
     assert saving.status_code == 403
-    assert snapshot() == before
+    assert snapshot(JOB) == before
 
 
 def test_a_user_who_is_not_staff_is_sent_to_the_login_page(synced):

@@ -13,10 +13,11 @@ from django_apscheduler.models import DjangoJobExecution
 from scheduler_app import dashboard, services
 from scheduler_app.leadership import LEASE_NAME
 from scheduler_app.models import SchedulerLease, SchedulerProcess
-from tests.test_admin import JOB, last_sunday, record_execution, staff_client
+from tests.conftest import last_sunday, record_execution, staff_client
 
 pytestmark = pytest.mark.django_db
 
+JOB = "reports.weekly"
 DASHBOARD = "/admin/django_apscheduler/djangojob/dashboard/"
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -9,10 +9,12 @@ from django_apscheduler.models import DjangoJobExecution
 from scheduler_app import services
 from scheduler_app.models import JobChange
 from scheduler_app.selectors import EXECUTION_STATUS_SLUGS, EXECUTION_STATUSES_BY_SLUG
-from tests.test_admin import EVERY_FIVE_MINUTES, JOB, record_execution, run_action, staff_client
+from tests.conftest import record_execution, run_action, staff_client
 
 pytestmark = pytest.mark.django_db
 
+JOB = "reports.weekly"
+EVERY_FIVE_MINUTES = {"trigger": "cron", "trigger_args": {"crontab": "*/5 * * * *"}}
 EXECUTIONS = "/admin/django_apscheduler/djangojobexecution/"
 CHANGES = "/admin/scheduler_app/jobchange/"
 

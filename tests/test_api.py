@@ -25,8 +25,15 @@ from scheduler_app.models import (
     SchedulerLease,
     SchedulerProcess,
 )
-from scheduler_app.state import dump_state, load_state
-from tests.conftest import run_in_threads
+from scheduler_app.state import dump_state
+from tests.conftest import (
+    break_function_reference,
+    copy_job_with_record,
+    count_queries,
+    record_execution,
+    run_in_threads,
+    snapshot,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -96,18 +103,6 @@ def send(client: Client, method: str, path: str, body: Any = None, **headers: st
     )
 
 
-def snapshot(job_id: str = JOB) -> tuple[Any, ...]:
-    """Everything a change to a job touches: row, version, audit trail, run requests."""
-    row = DjangoJob.objects.get(id=job_id)
-    return (
-        bytes(row.job_state),
-        row.next_run_time,
-        row.record.version,
-        JobChange.objects.filter(job_id=job_id).count(),
-        RunRequest.objects.filter(job_id=job_id).count(),
-    )
-
-
 def version_of(job_id: str = JOB) -> int:
     return JobRecord.objects.get(job_id=job_id).version
 
@@ -118,41 +113,11 @@ def parse_time(value: str) -> datetime:
     return moment
 
 
-def break_function_reference(job_id: str = JOB) -> None:
-    """Point a stored job at a function that no longer exists (a renamed function)."""
-    row = DjangoJob.objects.get(id=job_id)
-    state = load_state(row.job_state)
-    state["func"] = "project.jobs:function_renamed_away"
-    row.job_state = dump_state(state)
-    row.save()
-
-
-def record_execution(job_id: str, *, minutes_ago: int, status: str = DjangoJobExecution.SUCCESS,
-                     exception: str | None = None) -> DjangoJobExecution:
-    run_time = timezone.now() - timedelta(minutes=minutes_ago)
-    return DjangoJobExecution.objects.create(
-        job_id=job_id,
-        status=status,
-        run_time=run_time,
-        duration=1.5,
-        finished=run_time.timestamp() + 1.5,
-        exception=exception,
-        traceback="Traceback ..." if exception else None,
-    )
-
-
 def add_copies_of_job(count: int) -> None:
     """`count` more jobs in the store, each a copy of the weekly report with one run."""
-    template = DjangoJob.objects.get(id=JOB)
-    state = load_state(template.job_state)
     for number in range(count):
         job_id = f"copies.job_{number:03}"
-        row = DjangoJob.objects.create(
-            id=job_id,
-            next_run_time=template.next_run_time,
-            job_state=dump_state({**state, "id": job_id}),
-        )
-        JobRecord.objects.create(job=row, version=1, name=f"Copy {number}", trigger_type="cron")
+        copy_job_with_record(JOB, job_id, name=f"Copy {number}")
         record_execution(job_id, minutes_ago=number + 1)
 
 
@@ -299,7 +264,7 @@ def test_schedule_of_a_paused_job_keeps_it_paused(admin_client):
 
 def test_pause_stops_the_job_and_pausing_again_changes_nothing(admin_client):
     first = send(admin_client, "POST", f"{JOB_URL}/pause/")
-    state = snapshot()
+    state = snapshot(JOB)
     again = send(admin_client, "POST", f"{JOB_URL}/pause/")
 
     assert first.status_code == again.status_code == 200
@@ -309,7 +274,7 @@ def test_pause_stops_the_job_and_pausing_again_changes_nothing(admin_client):
     assert again.headers["X-Scheduler-Message"] == "Job is already paused."
     assert again.json() == job
     assert again.headers["ETag"] == first.headers["ETag"] == f'"{job["version"]}"'
-    assert snapshot() == state
+    assert snapshot(JOB) == state
 
 
 def test_resume_puts_the_job_back_on_its_schedule_and_resuming_again_changes_nothing(
@@ -318,7 +283,7 @@ def test_resume_puts_the_job_back_on_its_schedule_and_resuming_again_changes_not
     send(admin_client, "POST", f"{JOB_URL}/pause/")
 
     first = send(admin_client, "POST", f"{JOB_URL}/resume/")
-    state = snapshot()
+    state = snapshot(JOB)
     again = send(admin_client, "POST", f"{JOB_URL}/resume/")
 
     assert first.status_code == again.status_code == 200
@@ -327,7 +292,7 @@ def test_resume_puts_the_job_back_on_its_schedule_and_resuming_again_changes_not
     assert len(job["upcoming"]) == 5
     assert first.headers["X-Scheduler-Message"] == "Job resumed."
     assert again.headers["X-Scheduler-Message"] == "Job is already running on its schedule."
-    assert again.json() == job and snapshot() == state
+    assert again.json() == job and snapshot(JOB) == state
 
 
 def test_trigger_queues_one_run_request_and_leaves_the_schedule_alone(admin_client):
@@ -573,7 +538,7 @@ BAD_SCHEDULES = [
 @pytest.mark.parametrize(("body", "field"), [case[1:] for case in BAD_SCHEDULES],
                          ids=[case[0] for case in BAD_SCHEDULES])
 def test_bad_schedule_gets_400_naming_the_field_and_changes_nothing(admin_client, body, field):
-    before = snapshot()
+    before = snapshot(JOB)
 
     response = send(admin_client, "PUT", f"{JOB_URL}/schedule/", body)
 
@@ -581,7 +546,7 @@ def test_bad_schedule_gets_400_naming_the_field_and_changes_nothing(admin_client
     assert response.status_code == 400, error
     assert field in error["errors"], error
     assert error["detail"] and error["errors"][field][0] in error["detail"]
-    assert snapshot() == before
+    assert snapshot(JOB) == before
 
 
 def test_oversized_body_is_refused_by_its_declared_length(admin_client):
@@ -639,13 +604,13 @@ def test_unknown_job_gets_404_on_every_job_endpoint(admin_client, method, suffix
 def test_unknown_path_under_the_api_gets_a_json_404_and_changes_nothing(
     admin_client, method, path
 ):
-    before = snapshot()
+    before = snapshot(JOB)
 
     response = send(admin_client, method, path)
 
     assert response.status_code == 404
     assert "end with a slash" in response.json()["detail"]
-    assert snapshot() == before
+    assert snapshot(JOB) == before
 
 
 @pytest.mark.parametrize(
@@ -658,13 +623,13 @@ def test_unknown_path_under_the_api_gets_a_json_404_and_changes_nothing(
     ],
 )
 def test_wrong_method_gets_405_and_changes_nothing(admin_client, method, path):
-    before = snapshot()
+    before = snapshot(JOB)
 
     response = send(admin_client, method, path, EVERY_FIVE_MINUTES)
 
     assert response.status_code == 405
     assert response.json()["code"] == "method_not_allowed"
-    assert snapshot() == before
+    assert snapshot(JOB) == before
 
 
 @pytest.mark.parametrize(
@@ -673,15 +638,15 @@ def test_wrong_method_gets_405_and_changes_nothing(admin_client, method, path):
 )
 def test_operation_on_a_broken_job_gets_409_and_changes_nothing(admin_client, method, suffix):
     send(admin_client, "POST", f"{JOB_URL}/pause/")
-    break_function_reference()
-    before = snapshot()
+    break_function_reference(JOB)
+    before = snapshot(JOB)
 
     response = send(admin_client, method, f"{JOB_URL}/{suffix}", EVERY_FIVE_MINUTES)
 
     assert response.status_code == 409
     assert response.json()["code"] == "job_broken"
     assert "function_renamed_away" in response.json()["detail"]
-    assert snapshot() == before
+    assert snapshot(JOB) == before
     assert admin_client.get(f"{JOB_URL}/").json()["broken"] is True
 
 
@@ -703,7 +668,7 @@ def test_reset_of_a_job_no_longer_in_code_gets_409(admin_client):
 )
 @pytest.mark.parametrize(("method", "suffix"), [("PUT", "schedule/"), ("POST", "pause/")])
 def test_writes_accept_only_json(admin_client, content_type, method, suffix):
-    before = snapshot()
+    before = snapshot(JOB)
 
     response = admin_client.generic(
         method, f"{JOB_URL}/{suffix}", "trigger=cron&trigger_args=x", content_type=content_type
@@ -711,18 +676,18 @@ def test_writes_accept_only_json(admin_client, content_type, method, suffix):
 
     assert response.status_code == 415
     assert response.json()["code"] == "unsupported_media_type"
-    assert snapshot() == before
+    assert snapshot(JOB) == before
 
 
 def test_a_pickle_is_not_a_body(admin_client):
-    before = snapshot()
+    before = snapshot(JOB)
 
     response = admin_client.put(
         f"{JOB_URL}/schedule/", dump_state({"trigger": "cron"}),
         content_type="application/python-pickle",
     )
 
-    assert response.status_code == 415 and snapshot() == before
+    assert response.status_code == 415 and snapshot(JOB) == before
 
 
 # If-Match and ETag ------------------------------------------------------------------------
@@ -750,7 +715,7 @@ def test_stale_if_match_gets_412_with_the_current_version_and_changes_nothing(
     stale = version_of()
     send(admin_client, "PUT", f"{JOB_URL}/schedule/", EVERY_FIVE_MINUTES)
     send(admin_client, "POST", f"{JOB_URL}/pause/")
-    before = snapshot()
+    before = snapshot(JOB)
 
     response = send(admin_client, method, f"{JOB_URL}/{suffix}", EVERY_FIVE_MINUTES,
                     **{"If-Match": f'"{stale}"'})
@@ -760,21 +725,21 @@ def test_stale_if_match_gets_412_with_the_current_version_and_changes_nothing(
     assert body["code"] == "version_conflict"
     assert body["current_version"] == stale + 2 == version_of()
     assert response.headers["ETag"] == f'"{stale + 2}"'
-    assert snapshot() == before
+    assert snapshot(JOB) == before
 
 
 @pytest.mark.parametrize(
     "if_match", ['W/"1"', '"1", "2"', "one", '"1', "-1", "1.0", "99999999999999999999", ""]
 )
 def test_malformed_if_match_gets_400_naming_the_header_and_changes_nothing(admin_client, if_match):
-    before = snapshot()
+    before = snapshot(JOB)
 
     response = send(admin_client, "POST", f"{JOB_URL}/pause/", **{"If-Match": if_match})
 
     assert response.status_code == 400
     assert list(response.json()["errors"]) == ["If-Match"]
     assert response.json()["code"] == "invalid_if_match"
-    assert snapshot() == before
+    assert snapshot(JOB) == before
 
 
 def test_etag_from_a_read_lets_exactly_one_of_two_writers_through(admin_client):
@@ -827,14 +792,14 @@ def expected_status(kind: str, success: int, is_write: bool) -> int:
                          ids=[f"{e[0]} {e[1]}" for e in ENDPOINTS])
 def test_permission_matrix(synced, kind, method, path, body, success, is_write):
     client = client_for(make_user(kind))
-    before = snapshot()
+    before = snapshot(JOB)
 
     response = send(client, method, path, body)
 
     expected = expected_status(kind, success, is_write)
     assert response.status_code == expected, response.content[:300]
     if expected in (401, 403):
-        assert snapshot() == before
+        assert snapshot(JOB) == before
     if expected in (401, 403) and response["Content-Type"] == "application/json":
         assert response.json()["code"] in ("not_authenticated", "permission_denied")
     if expected == 401:
@@ -862,11 +827,11 @@ def test_http_basic_writes_need_no_csrf_token(synced):
 
 def test_session_writes_need_a_csrf_token(synced):
     client = client_for(make_user("staff_change"), enforce_csrf_checks=True)
-    before = snapshot()
+    before = snapshot(JOB)
 
     refused = send(client, "POST", f"{JOB_URL}/pause/")
     assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
-    assert snapshot() == before
+    assert snapshot(JOB) == before
 
     client.get(f"{JOB_URL}/", headers={"accept": "text/html"})  # sets the csrftoken cookie
     token = client.cookies["csrftoken"].value
@@ -875,13 +840,6 @@ def test_session_writes_need_a_csrf_token(synced):
 
 
 # Cost and consistency of reads -------------------------------------------------------------
-
-
-def count_queries(client: Client, path: str) -> int:
-    with CaptureQueriesContext(connection) as queries:
-        response = client.get(path)
-    assert response.status_code == 200
-    return len(queries)
 
 
 def test_a_job_list_page_costs_the_same_queries_for_5_or_50_jobs(admin_client):
@@ -910,9 +868,12 @@ def test_job_detail_reads_its_row_under_a_lock_inside_a_transaction(admin_client
 
     sql = [query["sql"] for query in queries.captured_queries]
     job_reads = [q for q in sql if 'FROM "django_apscheduler_djangojob"' in q]
-    assert len(job_reads) == 1 and "FOR UPDATE" in job_reads[0]
-    lock = sql.index(job_reads[0])
+    # The row is locked first, then read whole once the lock is granted (see
+    # selectors.get_job), both inside one transaction.
+    assert len(job_reads) == 2 and "FOR UPDATE" in job_reads[0]
+    lock, read = sql.index(job_reads[0]), sql.index(job_reads[1])
     assert any(q.startswith("SAVEPOINT") or q == "BEGIN" for q in sql[:lock])
+    assert not any(q.startswith(("RELEASE", "COMMIT")) for q in sql[lock:read])
 
 
 # Concurrent writers (PostgreSQL row locks) --------------------------------------------------

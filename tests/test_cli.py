@@ -24,8 +24,7 @@ from scheduler_app import selectors, services
 from scheduler_app.api.serializers import SchedulerStatusSerializer
 from scheduler_app.models import JobChange, RunRequest, SchedulerLease, SchedulerProcess
 from scheduler_app.registry import registry
-from scheduler_app.state import dump_state, load_state
-from tests.conftest import wait_for
+from tests.conftest import copy_stored_job, record_execution, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -71,23 +70,18 @@ def operator(job_id: str = JOB) -> dict[str, str]:
 
 
 def add_execution(job_id: str, *, status: str, age: timedelta, exception: str = "") -> int:
-    run_time = timezone.now() - age
-    return DjangoJobExecution.objects.create(
-        job_id=job_id,
+    """A quarter-second run scheduled `age` ago; its id."""
+    return record_execution(
+        job_id,
+        minutes_ago=age / timedelta(minutes=1),
         status=status,
-        run_time=run_time,
         duration=0.25,
-        finished=run_time.timestamp() + 0.25,
         exception=exception or None,
     ).id
 
 
 def add_broken_job(job_id: str = "renamed.job") -> None:
-    state = load_state(DjangoJob.objects.get(id=JOB).job_state)
-    state.update(id=job_id, func="tests.testapp.jobs:renamed_away")
-    DjangoJob.objects.create(
-        id=job_id, job_state=dump_state(state), next_run_time=state["next_run_time"]
-    )
+    copy_stored_job(JOB, job_id, func="tests.testapp.jobs:renamed_away")
 
 
 def pretend_scheduler_is_running(monkeypatch: pytest.MonkeyPatch) -> selectors.SchedulerStatus:

@@ -17,23 +17,12 @@ from scheduler_app.exceptions import (
     VersionConflict,
 )
 from scheduler_app.models import JobChange, RunRequest
-from tests.conftest import copy_stored_job, edit_stored_job
+from tests.conftest import break_function_reference, copy_stored_job, edit_stored_job, snapshot
 
 pytestmark = pytest.mark.django_db
 
 JOB = "reports.weekly"
 EVERY_FIVE_MINUTES = {"trigger": "cron", "trigger_args": {"crontab": "*/5 * * * *"}}
-
-
-def snapshot(job_id: str) -> tuple[bytes, object, int, int]:
-    """Everything a change touches: the row, the version and the audit trail."""
-    row = DjangoJob.objects.get(id=job_id)
-    return (
-        bytes(row.job_state),
-        row.next_run_time,
-        row.record.version,
-        JobChange.objects.filter(job_id=job_id).count(),
-    )
 
 
 def change(**overrides: object) -> dict[str, object]:
@@ -190,7 +179,7 @@ def test_resume_of_a_finished_one_off_job_is_refused(synced):
 
 
 def test_broken_job_can_be_paused_but_not_run_resumed_or_rescheduled(synced):
-    edit_stored_job(JOB, func="project.jobs:function_renamed_away")  # renamed in a deploy
+    break_function_reference(JOB)  # renamed in a deploy
 
     assert selectors.get_job(job_id=JOB).broken
     with pytest.raises(JobBroken, match="function_renamed_away"):

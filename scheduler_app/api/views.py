@@ -125,6 +125,12 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
 READ_ERRORS = _errors(404)
 PAGE_ERRORS = _errors(400, 404)
 WRITE_ERRORS = _errors(400, 404, 409, 412, 415)
+# The operations without a body that change a job and answer with it (pause, resume, reset).
+JOB_CHANGE_SCHEMA = extend_schema(
+    parameters=[JOB_ID, IF_MATCH, ETAG, MESSAGE],
+    request=None,
+    responses={200: JobSerializer, **WRITE_ERRORS},
+)
 
 
 class SchedulerAPIMixin:
@@ -194,6 +200,22 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
             raise JobNotFound(job_id)
         return job_id
 
+    def _stored_job_id(self) -> str:
+        """This job's id, after checking that the store holds it (404 otherwise)."""
+        if not selectors.job_exists(job_id=self.job_id):
+            raise JobNotFound(self.job_id)
+        return self.job_id
+
+    def _changed_job_response(
+        self,
+        service: Callable[..., services.ChangeOutcome],
+        request: Request,
+        **arguments: Any,
+    ) -> Response:
+        """Call a service that changes this job; answer with the job as it is now."""
+        outcome = service(job_id=self.job_id, **arguments, **_change(request))
+        return _job_response(outcome.job, message=outcome.message)
+
     @extend_schema(
         parameters=[JobFilterSerializer], responses={200: JobSerializer, **PAGE_ERRORS}
     )
@@ -219,32 +241,21 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
         """Give the job a new schedule (a trigger spec); a paused job stays paused."""
         serializer = ScheduleSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        outcome = services.reschedule_job(
-            job_id=self.job_id, trigger_spec=dict(serializer.validated_data), **_change(request)
+        return self._changed_job_response(
+            services.reschedule_job, request, trigger_spec=dict(serializer.validated_data)
         )
-        return _job_response(outcome.job, message=outcome.message)
 
-    @extend_schema(
-        parameters=[JOB_ID, IF_MATCH, ETAG, MESSAGE],
-        request=None,
-        responses={200: JobSerializer, **WRITE_ERRORS},
-    )
+    @JOB_CHANGE_SCHEMA
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, **kwargs: Any) -> Response:
         """Pause the job: no run starts after this. Pausing a paused job changes nothing."""
-        outcome = services.pause_job(job_id=self.job_id, **_change(request))
-        return _job_response(outcome.job, message=outcome.message)
+        return self._changed_job_response(services.pause_job, request)
 
-    @extend_schema(
-        parameters=[JOB_ID, IF_MATCH, ETAG, MESSAGE],
-        request=None,
-        responses={200: JobSerializer, **WRITE_ERRORS},
-    )
+    @JOB_CHANGE_SCHEMA
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, **kwargs: Any) -> Response:
         """Resume the job from its next fire time. Resuming a running job changes nothing."""
-        outcome = services.resume_job(job_id=self.job_id, **_change(request))
-        return _job_response(outcome.job, message=outcome.message)
+        return self._changed_job_response(services.resume_job, request)
 
     @extend_schema(
         parameters=[JOB_ID, IF_MATCH, ETAG],
@@ -261,16 +272,11 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
             headers={"ETag": _etag(run_request.job.record.version)},
         )
 
-    @extend_schema(
-        parameters=[JOB_ID, IF_MATCH, ETAG, MESSAGE],
-        request=None,
-        responses={200: JobSerializer, **WRITE_ERRORS},
-    )
+    @JOB_CHANGE_SCHEMA
     @action(detail=True, methods=["post"])
     def reset(self, request: Request, **kwargs: Any) -> Response:
         """Put the job's schedule and arguments back to its code default."""
-        outcome = services.reset_job(job_id=self.job_id, **_change(request))
-        return _job_response(outcome.job, message=outcome.message)
+        return self._changed_job_response(services.reset_job, request)
 
     @extend_schema(
         parameters=[JOB_ID], responses={200: ExecutionSerializer(many=True), **PAGE_ERRORS}
@@ -278,9 +284,8 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def executions(self, request: Request, **kwargs: Any) -> Response:
         """The job's runs, newest first."""
-        if not selectors.job_exists(job_id=self.job_id):
-            raise JobNotFound(self.job_id)
-        return _execution_page(self, selectors.execution_queryset(job_id=self.job_id))
+        job_id = self._stored_job_id()
+        return _execution_page(self, selectors.execution_queryset(job_id=job_id))
 
     @extend_schema(
         parameters=[JOB_ID], responses={200: JobChangeSerializer(many=True), **PAGE_ERRORS}
@@ -288,9 +293,7 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def changes(self, request: Request, **kwargs: Any) -> Response:
         """The job's audit trail, newest first: who changed what, through which door."""
-        if not selectors.job_exists(job_id=self.job_id):
-            raise JobNotFound(self.job_id)
-        page = self.paginate_queryset(selectors.change_queryset(job_id=self.job_id))
+        page = self.paginate_queryset(selectors.change_queryset(job_id=self._stored_job_id()))
         return self.get_paginated_response(JobChangeSerializer(page, many=True).data)
 
 

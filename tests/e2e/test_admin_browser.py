@@ -14,8 +14,8 @@ from django_apscheduler.models import DjangoJobExecution
 from playwright.sync_api import Locator, Page, expect
 
 from scheduler_app import selectors
+from tests.conftest import last_sunday
 from tests.e2e.conftest import PASSWORD
-from tests.test_admin import last_sunday
 from tests.testapp.models import ProbeRun
 
 pytestmark = pytest.mark.django_db(transaction=True)

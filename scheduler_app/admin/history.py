@@ -1,0 +1,149 @@
+"""The history pages, read-only for whoever may view jobs: every recorded run, and the audit
+trail of who changed which job."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
+from django_apscheduler.models import DjangoJobExecution
+
+from scheduler_app import selectors
+from scheduler_app.admin.base import SchedulerModelAdmin, can_view_jobs
+from scheduler_app.admin.display import (
+    change_diff,
+    job_url,
+    muted,
+    started_at,
+    status_badge,
+    time_cell,
+)
+from scheduler_app.admin.filters import ExecutionStatusFilter, JobIdFilter
+from scheduler_app.models import JobChange
+
+EXCEPTION_SUMMARY_LENGTH = 80
+
+
+class JobHistoryAdmin(SchedulerModelAdmin):
+    """Read-only rows about jobs, visible with the permission to view jobs."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return can_view_jobs(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_view_jobs(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Job", ordering="job_id")
+    def job_link(self, row: Any) -> SafeString:
+        return format_html('<a href="{}">{}</a>', job_url(row.job_id), row.job_id)
+
+
+class ExecutionAdmin(JobHistoryAdmin):
+    """Every recorded run, newest first; the traceback on the detail page."""
+
+    changelist_title = "Job executions"
+    list_display = (
+        "scheduled", "job_link", "status_badge", "ran", "duration_seconds", "exception_summary",
+    )
+    list_display_links = ("scheduled",)
+    list_filter = (ExecutionStatusFilter, JobIdFilter, "run_time")
+    search_fields = ("job__id", "exception")
+    fields = (
+        "job_link", "status_badge", "scheduled", "started", "finished_at", "duration_seconds",
+        "exception", "traceback_block",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DjangoJobExecution]:
+        return selectors.execution_queryset()
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, row: DjangoJobExecution) -> SafeString:
+        return status_badge(selectors.ExecutionView.from_row(row).status)
+
+    @admin.display(description="Scheduled for", ordering="run_time")
+    def scheduled(self, row: DjangoJobExecution) -> SafeString:
+        return time_cell(row.run_time)
+
+    @admin.display(description="Started")
+    def started(self, row: DjangoJobExecution) -> SafeString:
+        return time_cell(started_at(selectors.ExecutionView.from_row(row)))
+
+    @admin.display(description="Finished", ordering="finished")
+    def finished_at(self, row: DjangoJobExecution) -> SafeString:
+        return time_cell(selectors.ExecutionView.from_row(row).finished)
+
+    @admin.display(description="Started → finished")
+    def ran(self, row: DjangoJobExecution) -> SafeString:
+        # Times of day only: a run starts and ends close to its scheduled time, whose
+        # date is in the column before.
+        execution = selectors.ExecutionView.from_row(row)
+        started, finished = started_at(execution), execution.finished
+        if started is None or finished is None:
+            return format_html("{}", "—")
+        return format_html(
+            '<span class="scheduler-time" title="{} → {}">{} → {}</span>',
+            started.isoformat(), finished.isoformat(),
+            f"{timezone.localtime(started):%H:%M:%S}", f"{timezone.localtime(finished):%H:%M:%S}",
+        )
+
+    @admin.display(description="Exception", ordering="exception")
+    def exception_summary(self, row: DjangoJobExecution) -> str:
+        return Truncator(row.exception or "").chars(EXCEPTION_SUMMARY_LENGTH)
+
+    @admin.display(description="Duration", ordering="duration")
+    def duration_seconds(self, row: DjangoJobExecution) -> str:
+        return "—" if row.duration is None else f"{row.duration} s"
+
+    @admin.display(description="Traceback")
+    def traceback_block(self, row: DjangoJobExecution) -> SafeString:
+        if not row.traceback:
+            return muted("none")
+        return format_html('<pre class="scheduler-traceback">{}</pre>', row.traceback)
+
+
+class JobChangeAdmin(JobHistoryAdmin):
+    """The audit trail: who changed which job, when, through which front door, and how."""
+
+    changelist_title = "Audit trail"
+    list_display = (
+        "created_at", "job_link", "action", "actor", "source", "version", "before_after",
+    )
+    list_filter = ("action", "source", JobIdFilter, "created_at")
+    search_fields = ("job_id", "actor")
+    fields = (
+        "job_link", "version", "action", "actor", "source", "created_at", "before_after",
+        "before_json", "after_json",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[JobChange]:
+        return selectors.change_queryset()
+
+    @admin.display(description="Before → after")
+    def before_after(self, row: JobChange) -> SafeString:
+        return change_diff(row.before, row.after)
+
+    @admin.display(description="Before")
+    def before_json(self, row: JobChange) -> SafeString:
+        return format_html("<pre>{}</pre>", json.dumps(row.before, indent=2))
+
+    @admin.display(description="After")
+    def after_json(self, row: JobChange) -> SafeString:
+        return format_html("<pre>{}</pre>", json.dumps(row.after, indent=2))
