@@ -280,6 +280,9 @@ class _StoredState:
     trigger_args: dict[str, Any]
     description: str
     is_default_schedule: bool
+    # The fire times from the stored next run time on: what `upcoming` shows while
+    # that time is still ahead.
+    upcoming: tuple[datetime, ...]
 
 
 @lru_cache(maxsize=4096)
@@ -294,7 +297,7 @@ def _stored_state(job_id: str, job_state: bytes) -> _StoredState:
     try:
         state = load_state(job_state)
     except UnreadableState:
-        return _StoredState(None, None, {}, "Unreadable job state", False)
+        return _StoredState(None, None, {}, "Unreadable job state", False, ())
     trigger = state["trigger"]
     fields = triggers.trigger_fields(trigger)
     declaration = registry.get(job_id)
@@ -309,6 +312,11 @@ def _stored_state(job_id: str, job_state: bytes) -> _StoredState:
                 trigger, declaration.trigger_spec, timezone=app_settings.timezone
             )
         ),
+        upcoming=tuple(
+            triggers.preview_fire_times(trigger, count=UPCOMING_COUNT, now=state["next_run_time"])
+            if state.get("next_run_time") is not None
+            else ()
+        ),
     )
 
 
@@ -322,11 +330,11 @@ def _job_view(row: DjangoJob, last_execution: DjangoJobExecution | None) -> JobV
         name=state.get("name") or row.id,
         func=state.get("func", ""),
         trigger=stored.trigger_type,
-        trigger_args=copy.deepcopy(stored.trigger_args),
+        trigger_args=dict(stored.trigger_args),  # plain values: a shallow copy is a copy
         description=stored.description,
         enabled=row.next_run_time is not None,
         next_run_time=row.next_run_time,
-        upcoming=_upcoming(state.get("trigger"), row.next_run_time),
+        upcoming=_upcoming(stored, row.next_run_time),
         version=record.version if record else 0,
         is_default_schedule=stored.is_default_schedule,
         default_schedule=declaration.trigger_spec if declaration else None,
@@ -341,17 +349,18 @@ def _job_view(row: DjangoJob, last_execution: DjangoJobExecution | None) -> JobV
     )
 
 
-def _upcoming(trigger: Any, next_run_time: datetime | None) -> list[datetime]:
+def _upcoming(stored: _StoredState, next_run_time: datetime | None) -> list[datetime]:
     """The next fire times of a running job, from its stored next run time.
 
     Counting from the stored next run (rather than from this instant) is what the
-    scheduler will do, and lets the trigger module memoize the result; an overdue
+    scheduler will do, and lets it be worked out once per stored state; an overdue
     job (scheduler down) counts from now.
     """
-    if trigger is None or next_run_time is None:
+    if stored.state is None or next_run_time is None:
         return []
-    start = next_run_time if next_run_time > timezone.now() else None
-    return triggers.preview_fire_times(trigger, count=UPCOMING_COUNT, now=start)
+    if next_run_time > timezone.now():
+        return list(stored.upcoming)
+    return triggers.preview_fire_times(stored.state["trigger"], count=UPCOMING_COUNT)
 
 
 def _timestamp_to_datetime(timestamp: Decimal | None) -> datetime | None:
