@@ -31,6 +31,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from scheduler_app.models import SchedulerLease
+from scheduler_app.notifications import notify_lease_released
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class Leadership:
             SchedulerLease.objects.filter(
                 name=LEASE_NAME, holder=self.instance, epoch=self.epoch
             ).update(expires_at=timezone.now() - timedelta(seconds=1))
+            notify_lease_released()
         except DatabaseError as error:
             logger.warning("Could not release the scheduler lease: %s", error)
         self.step_down()

@@ -43,7 +43,7 @@ from scheduler_app.conf import app_settings
 from scheduler_app.jobstore import ClaimedRun, JobStore
 from scheduler_app.leadership import Leadership, LeadershipLost, new_instance_name
 from scheduler_app.models import SchedulerProcess
-from scheduler_app.notifications import make_listener
+from scheduler_app.notifications import make_listener, uses_listen_notify
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +178,7 @@ class Coordinator(threading.Thread):
         self.leadership = scheduler.leadership
         self.notification_mode = notification_mode
         self.stopping = threading.Event()
+        self.refresh_requested = threading.Event()
         self.process_id: int | None = None
         self.interval = min(app_settings.HEARTBEAT_INTERVAL, self.leadership.ttl / 3)
 
@@ -196,11 +197,21 @@ class Coordinator(threading.Thread):
             except Exception:
                 # This thread must outlive any surprise, or the lease lapses.
                 logger.exception("Unexpected error in the scheduler coordinator")
-            if self.stopping.wait(self.interval):
+            self.refresh_requested.wait(self.interval)
+            self.refresh_requested.clear()
+            if self.stopping.is_set():
                 break
         self.leadership.release()
         self.mark_stopped()
         connections.close_all()
+
+    def refresh_soon(self) -> None:
+        """Refresh the lease now (the active scheduler just released it)."""
+        self.refresh_requested.set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.refresh_requested.set()
 
     def _announce(self, active: bool) -> None:
         if active:
@@ -238,8 +249,8 @@ class Coordinator(threading.Thread):
 
 def run_scheduler(scheduler: Scheduler) -> None:
     """Run the scheduler in this thread until `request_stop()`; running jobs finish first."""
-    listener = make_listener(scheduler.wakeup)
-    coordinator = Coordinator(scheduler, listener.mode)
+    coordinator = Coordinator(scheduler, "notify" if uses_listen_notify() else "poll")
+    listener = make_listener(scheduler.wakeup, on_lease_released=coordinator.refresh_soon)
     listener.start()
     coordinator.start()
     try:
@@ -249,6 +260,6 @@ def run_scheduler(scheduler: Scheduler) -> None:
         if scheduler.state != STATE_STOPPED:
             logger.info("Scheduler stopping: waiting for running jobs to finish")
             scheduler.shutdown(wait=True)
-        coordinator.stopping.set()
+        coordinator.stop()
         coordinator.join(timeout=10)
         connections.close_all()

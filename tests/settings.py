@@ -11,9 +11,10 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
 SCHEDULER_APP = {
     "POLL_INTERVAL": 0.1,
     "MAX_RETRY_DELAY": 1.0,
-    "HEARTBEAT_INTERVAL": 0.5,
-    "LEASE_TTL": 3.0,
-    # Tests of the Tasks framework mode start their scheduler with these set.
+    "HEARTBEAT_INTERVAL": float(os.environ.get("TEST_HEARTBEAT_INTERVAL", 0.5)),
+    "LEASE_TTL": float(os.environ.get("TEST_LEASE_TTL", 3.0)),
+    # Tests of the Tasks framework mode and of lease hand-over start their
+    # schedulers with these (and the two above) set.
     "EXECUTION": os.environ.get("TEST_SCHEDULER_EXECUTION", "threads"),
     "LOST_RUN_TIMEOUT": float(os.environ.get("TEST_LOST_RUN_TIMEOUT", 3600)),
 }

@@ -119,6 +119,24 @@ def test_stalled_leader_starts_nothing_and_writes_nothing_when_it_wakes(start_sc
     assert first.process.poll() is None, "the former leader should stand by, not exit"
 
 
+def test_stopped_active_scheduler_hands_over_at_once(start_scheduler):
+    # A long lease and rare refreshes: only the release notification can make the
+    # standby take over within a second.
+    slow_refresh = {"TEST_LEASE_TTL": "60", "TEST_HEARTBEAT_INTERVAL": "20"}
+    first = start_scheduler(**slow_refresh)
+    second = start_scheduler(role="standby", **slow_refresh)
+
+    first.process.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    wait_for(lambda: active_pids() == [second.process.pid], timeout=5)
+
+    assert time.monotonic() - stopped < 1.5
+    assert first.process.wait(timeout=10) == 0
+    run_every_second()
+    wait_for(lambda: ProbeRun.objects.filter(pid=second.process.pid).exists(), timeout=5)
+    stop_runs()
+
+
 def restart_postgresql() -> None:
     version = os.listdir("/etc/postgresql")[0]
     subprocess.run(
