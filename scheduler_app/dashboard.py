@@ -39,8 +39,6 @@ FAILURE_STATUSES = (
     DjangoJobExecution.MAX_INSTANCES,
     EXECUTION_LOST,
 )
-# Runs without an outcome yet: they count towards no success rate.
-UNFINISHED_SLUGS = ("queued", "running")
 SPARKLINE_WIDTH = 160
 SPARKLINE_HEIGHT = 32
 
@@ -189,7 +187,8 @@ def job_trends(*, window: int = TREND_WINDOW) -> list[JobTrend]:
 
 
 def _trend(job_id: str, name: str, executions: list[selectors.ExecutionView]) -> JobTrend:
-    finished = [e for e in executions if e.status not in UNFINISHED_SLUGS]
+    # Runs without an outcome yet count towards no success rate.
+    finished = [e for e in executions if e.has_outcome]
     return JobTrend(
         job_id=job_id,
         name=name,

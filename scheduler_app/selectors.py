@@ -46,6 +46,8 @@ EXECUTION_STATUS_SLUGS = {
     EXECUTION_LOST: "lost",
 }
 EXECUTION_STATUSES_BY_SLUG = {slug: text for text, slug in EXECUTION_STATUS_SLUGS.items()}
+# Runs without an outcome yet; every other status is final.
+UNFINISHED_STATUS_SLUGS = ("queued", "running")
 JOB_ORDERINGS = ("id", "-id", "next_run_time", "-next_run_time")
 UPCOMING_COUNT = 5
 
@@ -62,6 +64,11 @@ class ExecutionView:
     duration: float | None
     exception: str | None
     traceback: str | None
+
+    @property
+    def has_outcome(self) -> bool:
+        """Whether the run has its outcome (success, error, missed, skipped or lost)."""
+        return self.status not in UNFINISHED_STATUS_SLUGS
 
     @classmethod
     def from_row(cls, row: DjangoJobExecution) -> ExecutionView:

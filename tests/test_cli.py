@@ -22,7 +22,13 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import selectors, services
 from scheduler_app.api.serializers import SchedulerStatusSerializer
-from scheduler_app.models import JobChange, RunRequest, SchedulerLease, SchedulerProcess
+from scheduler_app.models import (
+    EXECUTION_LOST,
+    JobChange,
+    RunRequest,
+    SchedulerLease,
+    SchedulerProcess,
+)
 from scheduler_app.registry import registry
 from tests.conftest import copy_stored_job, record_execution, wait_for
 
@@ -504,6 +510,7 @@ class FakeScheduler(threading.Thread):
          f"{JOB}: the run failed: ValueError('boom')"),
         (DjangoJobExecution.MISSED, "", f"{JOB}: the run started too late"),
         (DjangoJobExecution.MAX_INSTANCES, "", f"{JOB}: the run was skipped: the job already"),
+        (EXECUTION_LOST, "", f"{JOB}: the run was lost: the process running it died"),
         (None, "", f"{JOB}: the scheduler skipped the run: Gone fishing."),
     ],
 )

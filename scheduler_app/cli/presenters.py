@@ -31,6 +31,7 @@ RUN_FAILURES = {
     "missed": "the run started too late (after its misfire grace time) and was dropped",
     "max_instances": "the run was skipped: the job already had its maximum number of "
     "instances running",
+    "lost": "the run was lost: the process running it died before recording an outcome",
 }
 
 

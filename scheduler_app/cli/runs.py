@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from scheduler_app.models import RunRequest
 from scheduler_app.selectors import ExecutionView
 
-FINISHED_STATUSES = frozenset({"success", "error", "missed", "max_instances"})
 POLL_INTERVAL = 0.1
 
 
@@ -27,7 +26,7 @@ class RunOutcome:
 
     @property
     def finished(self) -> bool:
-        return self.execution is not None and self.execution.status in FINISHED_STATUSES
+        return self.execution is not None and self.execution.has_outcome
 
     @property
     def skipped(self) -> bool:
