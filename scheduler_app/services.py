@@ -41,10 +41,6 @@ from scheduler_app.state import (
 
 logger = logging.getLogger(__name__)
 
-# State that code owns: a restart brings it in line with the declaration.
-# Trigger, arguments and paused state are the operator's and are never touched.
-CODE_OWNED_FIELDS = ("func", "name", "max_instances", "misfire_grace_time", "coalesce")
-
 
 @dataclass(frozen=True)
 class ChangeOutcome:
@@ -259,6 +255,10 @@ def _add_declared_job(declaration: JobDeclaration, actor: str) -> None:
 
 
 def _code_owned_state(declaration: JobDeclaration) -> dict[str, Any]:
+    """The state code owns: a restart brings it in line with the declaration.
+
+    Trigger, arguments and paused state are the operator's and are never touched.
+    """
     return {
         "func": declaration.func_ref,
         "name": declaration.name,
