@@ -82,11 +82,37 @@ def reschedule_job(
 ) -> ChangeOutcome:
     """Give a job a new schedule; a paused job stays paused."""
     with transaction.atomic():
-        job = _lock_job(job_id, expected_version)
-        _refuse_if_broken(job)
-        trigger = triggers.build_trigger(trigger_spec, timezone=app_settings.timezone)
-        _set_trigger(job, trigger)
+        job, _ = _prepare_reschedule(job_id, trigger_spec, expected_version)
         return _commit(job, JobChange.Action.RESCHEDULED, actor, source, "Job rescheduled.")
+
+
+@dataclass(frozen=True)
+class ReschedulePreview:
+    """What a reschedule would do: the job as it is, and the new schedule's trigger."""
+
+    job: selectors.JobView
+    trigger: Any
+
+
+def preview_reschedule(
+    *, job_id: str, trigger_spec: Mapping[str, Any], expected_version: int | None = None
+) -> ReschedulePreview:
+    """Check everything `reschedule_job` checks and change nothing (dry runs)."""
+    with transaction.atomic():
+        job, trigger = _prepare_reschedule(job_id, trigger_spec, expected_version)
+        # The new state was only built in memory; the view shows the stored one.
+        return ReschedulePreview(job=selectors.locked_job_view(job.row), trigger=trigger)
+
+
+def _prepare_reschedule(
+    job_id: str, trigger_spec: Mapping[str, Any], expected_version: int | None
+) -> tuple[_LockedJob, Any]:
+    """Lock and check the job, and build its new state in memory (nothing written)."""
+    job = _lock_job(job_id, expected_version)
+    _refuse_if_broken(job)
+    trigger = triggers.build_trigger(trigger_spec, timezone=app_settings.timezone)
+    _set_trigger(job, trigger)
+    return job, trigger
 
 
 def pause_job(

@@ -28,8 +28,7 @@ from scheduler_app.api.serializers import (
 )
 from scheduler_app.cli import arguments, output, parsing, presenters, runs
 from scheduler_app.cli.errors import EXIT_FAILED, EXIT_TIMED_OUT, command_errors
-from scheduler_app.conf import app_settings
-from scheduler_app.exceptions import JobBroken, JobNotFound, VersionConflict
+from scheduler_app.exceptions import JobNotFound
 from scheduler_app.models import Source
 from scheduler_app.selectors import ExecutionView
 
@@ -194,17 +193,16 @@ class Command(BaseCommand):
         self, *, job_id: str, spec: dict[str, Any], if_version: int | None
     ) -> None:
         """Check what `reschedule` would check and show the new fire times; change nothing."""
-        view = selectors.get_job(job_id=job_id)
-        if if_version is not None and if_version != view.version:
-            raise VersionConflict(job_id, expected=if_version, current=view.version)
-        if view.broken:
-            raise JobBroken(job_id, view.func)
-        trigger = triggers.build_trigger(spec, timezone=app_settings.timezone)
+        preview = services.preview_reschedule(
+            job_id=job_id, trigger_spec=spec, expected_version=if_version
+        )
         now = timezone.now()
-        fire_times = triggers.preview_fire_times(trigger, count=PREVIEW_COUNT, now=now)
+        fire_times = triggers.preview_fire_times(preview.trigger, count=PREVIEW_COUNT, now=now)
         self.stdout.write(self.style.WARNING("Dry run: nothing was changed."))
         self._print(
-            presenters.schedule_preview(view, trigger, fire_times, now=now, style=self.style)
+            presenters.schedule_preview(
+                preview.job, preview.trigger, fire_times, now=now, style=self.style
+            )
         )
 
     def _report_change(self, outcome: services.ChangeOutcome) -> None:
