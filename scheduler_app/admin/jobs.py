@@ -47,6 +47,7 @@ from scheduler_app.conf import app_settings
 from scheduler_app.exceptions import InvalidTrigger, JobNotFound, JobStateConflict, VersionConflict
 from scheduler_app.forms import FireTime, ScheduleForm
 from scheduler_app.models import JobChange, Source
+from scheduler_app.pagination import KeysFirstPaginator
 from scheduler_app.registry import registry
 
 RECENT_COUNT = 10
@@ -76,6 +77,7 @@ class JobAdmin(DashboardPageMixin, SchedulerModelAdmin):
     search_help_text = "Search by job id or name."
     ordering = ("id",)
     list_per_page = 50
+    paginator = KeysFirstPaginator
     actions = ("pause_jobs", "resume_jobs", "run_jobs_now", "reset_jobs")
     change_list_template = "admin/scheduler_app/job_change_list.html"
     change_template = "admin/scheduler_app/job_change.html"

@@ -7,11 +7,13 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 
 from scheduler_app.api.exceptions import BadRequest
+from scheduler_app.pagination import KeysFirstPaginator
 
 
 class SchedulerPagination(PageNumberPagination):
     """`{"count", "next", "previous", "results"}`, 50 a page unless `page_size` says less."""
 
+    django_paginator_class = KeysFirstPaginator
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
