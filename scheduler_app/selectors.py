@@ -17,7 +17,8 @@ from functools import lru_cache
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Expression, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import JSONObject
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
@@ -50,6 +51,9 @@ EXECUTION_STATUSES_BY_SLUG = {slug: text for text, slug in EXECUTION_STATUS_SLUG
 UNFINISHED_STATUS_SLUGS = ("queued", "running")
 JOB_ORDERINGS = ("id", "-id", "next_run_time", "-next_run_time")
 UPCOMING_COUNT = 5
+_EXECUTION_COLUMNS = (
+    "id", "status", "run_time", "finished", "duration", "exception", "traceback",
+)
 
 
 @dataclass(frozen=True)
@@ -72,15 +76,29 @@ class ExecutionView:
 
     @classmethod
     def from_row(cls, row: DjangoJobExecution) -> ExecutionView:
+        return cls._from_columns(
+            row.job_id, {name: getattr(row, name) for name in _EXECUTION_COLUMNS}
+        )
+
+    @classmethod
+    def from_json(cls, job_id: str, columns: dict[str, Any]) -> ExecutionView:
+        """The view of an execution read as a JSON object of its columns (`job_queryset`)."""
+        return cls._from_columns(
+            job_id, {**columns, "run_time": _json_datetime(columns["run_time"])}
+        )
+
+    @classmethod
+    def _from_columns(cls, job_id: str, columns: dict[str, Any]) -> ExecutionView:
+        status, duration = columns["status"], columns["duration"]
         return cls(
-            id=row.id,
-            job_id=row.job_id,
-            status=EXECUTION_STATUS_SLUGS.get(row.status, row.status),
-            run_time=row.run_time,
-            finished=_timestamp_to_datetime(row.finished),
-            duration=float(row.duration) if row.duration is not None else None,
-            exception=row.exception,
-            traceback=row.traceback,
+            id=columns["id"],
+            job_id=job_id,
+            status=EXECUTION_STATUS_SLUGS.get(status, status),
+            run_time=columns["run_time"],
+            finished=_timestamp_to_datetime(columns["finished"]),
+            duration=float(duration) if duration is not None else None,
+            exception=columns["exception"],
+            traceback=columns["traceback"],
         )
 
 
@@ -149,13 +167,13 @@ def job_queryset(
     search: str | None = None,
     ordering: str = "id",
 ) -> QuerySet[DjangoJob]:
-    """Job rows with their record and newest execution id: one query for any page."""
+    """Job rows with their record and newest execution: one query for any page.
+
+    Paginate it with `pagination.KeysFirstPaginator`, so that the newest execution is
+    looked up for the rows of the page only.
+    """
     rows = DjangoJob.objects.select_related("record").annotate(
-        last_execution_id=Subquery(
-            DjangoJobExecution.objects.filter(job_id=OuterRef("pk"))
-            .order_by("-run_time")
-            .values("id")[:1]
-        )
+        last_execution=newest_execution(JSONObject(**{name: name for name in _EXECUTION_COLUMNS})),
     )
     if enabled is not None:
         rows = rows.filter(next_run_time__isnull=not enabled)
@@ -173,12 +191,18 @@ def job_queryset(
     return rows.order_by(ordering)
 
 
+def newest_execution(column: Expression | str) -> Subquery:
+    """`column` of a job row's newest execution (None if it never ran), as an expression."""
+    runs = DjangoJobExecution.objects.filter(job_id=OuterRef("pk")).order_by("-run_time")
+    return Subquery(runs.values(value=F(column) if isinstance(column, str) else column)[:1])
+
+
 def job_views(rows: QuerySet[DjangoJob] | list[DjangoJob]) -> list[JobView]:
-    """Views of job rows from `job_queryset`, with one more query for their executions."""
-    rows = list(rows)
-    execution_ids = [row.last_execution_id for row in rows if row.last_execution_id]
-    executions = DjangoJobExecution.objects.in_bulk(execution_ids)
-    return [_job_view(row, executions.get(row.last_execution_id)) for row in rows]
+    """Views of job rows from `job_queryset`."""
+    return [
+        _job_view(row, row.last_execution and ExecutionView.from_json(row.id, row.last_execution))
+        for row in rows
+    ]
 
 
 def get_job(*, job_id: str) -> JobView:
@@ -199,7 +223,7 @@ def locked_job_view(row: DjangoJob) -> JobView:
     last_execution = (
         DjangoJobExecution.objects.filter(job_id=row.id).order_by("-run_time").first()
     )
-    return _job_view(row, last_execution)
+    return _job_view(row, last_execution and ExecutionView.from_row(last_execution))
 
 
 def execution_queryset(
@@ -327,7 +351,7 @@ def _stored_state(job_id: str, job_state: bytes) -> _StoredState:
     )
 
 
-def _job_view(row: DjangoJob, last_execution: DjangoJobExecution | None) -> JobView:
+def _job_view(row: DjangoJob, last_execution: ExecutionView | None) -> JobView:
     declaration = registry.get(row.id)
     record = getattr(row, "record", None)
     stored = _stored_state(row.id, bytes(row.job_state))
@@ -352,7 +376,7 @@ def _job_view(row: DjangoJob, last_execution: DjangoJobExecution | None) -> JobV
         coalesce=state.get("coalesce"),
         args=tuple(state.get("args", ())),
         kwargs=copy.deepcopy(dict(state.get("kwargs", {}))),
-        last_execution=ExecutionView.from_row(last_execution) if last_execution else None,
+        last_execution=last_execution,
     )
 
 
@@ -370,7 +394,14 @@ def _upcoming(stored: _StoredState, next_run_time: datetime | None) -> list[date
     return triggers.preview_fire_times(stored.state["trigger"], count=UPCOMING_COUNT)
 
 
-def _timestamp_to_datetime(timestamp: Decimal | None) -> datetime | None:
+def _json_datetime(text: str) -> datetime:
+    # A timestamp inside JSON is text: ISO 8601 with an offset from PostgreSQL, and the
+    # column's own UTC text (no offset) from SQLite.
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _timestamp_to_datetime(timestamp: Decimal | float | None) -> datetime | None:
     # django-apscheduler stores `finished` as a POSIX timestamp in a decimal column.
     if timestamp is None:
         return None

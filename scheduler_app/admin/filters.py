@@ -67,10 +67,11 @@ class LastStatusFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         value = self.value()
         if value == "never":
-            return queryset.filter(last_execution_id__isnull=True)
+            rows = queryset.alias(last_run_id=selectors.newest_execution("id"))
+            return rows.filter(last_run_id__isnull=True)
         if value in selectors.EXECUTION_STATUSES_BY_SLUG:
-            with_status = selectors.execution_queryset(status=value).order_by().values("id")
-            return queryset.filter(last_execution_id__in=with_status)
+            rows = queryset.alias(last_run_status=selectors.newest_execution("status"))
+            return rows.filter(last_run_status=selectors.EXECUTION_STATUSES_BY_SLUG[value])
         return queryset
 
 
