@@ -10,13 +10,35 @@ trigger module, through the service, validates its content.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from scheduler_app import triggers
 from scheduler_app.models import JobChange, RunRequest
+from scheduler_app.selectors import ExecutionView, JobView
+
+# The views of jobs and runs are read-only and plain: their serializers build the JSON
+# directly instead of DRF's walk over every declared field, which spent about 0.4 ms a
+# job (most of a list page's time), much of it looking the time zone up for each of
+# a job's eight date-times. The declared fields still document the output (OpenAPI,
+# browsable API); tests check that both paths give the same JSON.
+
+
+def datetime_formatter() -> Callable[[datetime | None], str | None]:
+    """DRF's rendering of date-times (DATETIME_FORMAT, in the current time zone)."""
+    return _datetime_formatter(timezone.get_current_timezone() if settings.USE_TZ else None)
+
+
+@lru_cache(maxsize=64)
+def _datetime_formatter(zone: tzinfo | None) -> Callable[[datetime | None], str | None]:
+    return serializers.DateTimeField(default_timezone=zone).to_representation
 
 
 class ExecutionSerializer(serializers.Serializer):
@@ -35,12 +57,41 @@ class ExecutionSerializer(serializers.Serializer):
     exception = serializers.CharField(read_only=True, allow_null=True)
     traceback = serializers.CharField(read_only=True, allow_null=True)
 
+    def to_representation(self, run: ExecutionView) -> dict[str, Any]:
+        return _execution_representation(run, datetime_formatter())
+
 
 class LastExecutionSerializer(ExecutionSerializer):
     """The newest run of a job, as a job shows it: without the job id and traceback."""
 
     job = None
     traceback = None
+
+    def to_representation(self, run: ExecutionView) -> dict[str, Any]:
+        return _last_execution_representation(run, datetime_formatter())
+
+
+def _execution_representation(
+    run: ExecutionView, moment: Callable[[datetime | None], str | None]
+) -> dict[str, Any]:
+    return {
+        **_last_execution_representation(run, moment),
+        "job": run.job_id,
+        "traceback": run.traceback,
+    }
+
+
+def _last_execution_representation(
+    run: ExecutionView, moment: Callable[[datetime | None], str | None]
+) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "status": run.status,
+        "run_time": moment(run.run_time),
+        "finished": moment(run.finished),
+        "duration": run.duration,
+        "exception": run.exception,
+    }
 
 
 class JobSerializer(serializers.Serializer):
@@ -84,6 +135,30 @@ class JobSerializer(serializers.Serializer):
     misfire_grace_time = serializers.IntegerField(read_only=True, allow_null=True)
     coalesce = serializers.BooleanField(read_only=True, allow_null=True)
     last_execution = LastExecutionSerializer(read_only=True, allow_null=True)
+
+    def to_representation(self, job: JobView) -> dict[str, Any]:
+        moment = datetime_formatter()
+        last_run = job.last_execution
+        return {
+            "id": job.id,
+            "name": job.name,
+            "func": job.func,
+            "trigger": job.trigger,
+            "trigger_args": dict(job.trigger_args),
+            "description": job.description,
+            "enabled": job.enabled,
+            "next_run_time": moment(job.next_run_time),
+            "upcoming": [moment(fire_time) for fire_time in job.upcoming],
+            "version": job.version,
+            "is_default_schedule": job.is_default_schedule,
+            "default_schedule": job.default_schedule,
+            "broken": job.broken,
+            "orphaned": job.orphaned,
+            "max_instances": job.max_instances,
+            "misfire_grace_time": job.misfire_grace_time,
+            "coalesce": job.coalesce,
+            "last_execution": last_run and _last_execution_representation(last_run, moment),
+        }
 
 
 class JobChangeSerializer(serializers.ModelSerializer):
