@@ -329,22 +329,19 @@ def _stored_state(job_id: str, job_state: bytes) -> _StoredState:
         state = load_state(job_state)
     except UnreadableState:
         return _StoredState(None, None, {}, "Unreadable job state", False, ())
-    trigger = state["trigger"]
-    fields = triggers.trigger_fields(trigger)
+    schedule = triggers.Schedule(state["trigger"])
     declaration = registry.get(job_id)
     return _StoredState(
         state=state,
-        trigger_type=fields["trigger"],
-        trigger_args=fields["trigger_args"],
-        description=triggers.describe_trigger(trigger),
+        trigger_type=schedule.fields["trigger"],
+        trigger_args=schedule.fields["trigger_args"],
+        description=schedule.describe(),
         is_default_schedule=bool(
             declaration
-            and triggers.is_same_schedule(
-                trigger, declaration.trigger_spec, timezone=app_settings.timezone
-            )
+            and schedule.matches(declaration.trigger_spec, timezone=app_settings.timezone)
         ),
         upcoming=tuple(
-            triggers.preview_fire_times(trigger, count=UPCOMING_COUNT, now=state["next_run_time"])
+            schedule.fire_times(count=UPCOMING_COUNT, now=state["next_run_time"])
             if state.get("next_run_time") is not None
             else ()
         ),

@@ -110,24 +110,13 @@ def trigger_fields(trigger: BaseTrigger) -> dict[str, Any]:
 
 class _ByKey:
     """A value that hashes and compares by a text key which determines everything
-    computed from it: the argument of the memoized functions below.
-
-    A trigger's key is its canonical fields. Memoizing by them keeps pure
-    computations (words, fire times from a given instant, a code default's fields)
-    from being redone for every row of every list page, and can never serve a stale
-    schedule: a changed schedule is a different key.
-    """
+    computed from it: the argument of the memoized functions below."""
 
     __slots__ = ("key", "value")
 
     def __init__(self, key: str, value: Any) -> None:
         self.key = key
         self.value = value
-
-    @classmethod
-    def of_trigger(cls, trigger: BaseTrigger) -> _ByKey:
-        fields = trigger_fields(trigger)
-        return cls(repr((fields["trigger"], sorted(fields["trigger_args"].items()))), trigger)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -136,16 +125,56 @@ class _ByKey:
         return isinstance(other, _ByKey) and other.key == self.key
 
 
+class Schedule(_ByKey):
+    """A cron, interval or date trigger with its canonical fields, worked out once.
+
+    It hashes by those fields, so the words and fire times worked out from it are
+    memoized: pure computations are not redone for every row of every list page,
+    and can never answer for a stale schedule (a changed schedule is another key).
+    """
+
+    __slots__ = ("fields",)
+
+    def __init__(self, trigger: BaseTrigger) -> None:
+        self.fields = trigger_fields(trigger)
+        args = sorted(self.fields["trigger_args"].items())
+        super().__init__(repr((self.fields["trigger"], args)), trigger)
+
+    @property
+    def trigger(self) -> BaseTrigger:
+        return self.value
+
+    def describe(self) -> str:
+        """The schedule in a few words."""
+        return _describe(self)
+
+    def fire_times(self, *, count: int, now: datetime) -> list[datetime]:
+        """The next ``count`` fire times after the aware instant ``now`` (memoized)."""
+        return list(_preview(self, count, now))
+
+    def matches(self, default_spec: Mapping[str, Any], *, timezone: tzinfo) -> bool:
+        """Whether this is still the schedule a code declaration gives its job."""
+        default_type, default_args = _default_fields(
+            _ByKey(repr(default_spec), default_spec), timezone
+        )
+        if type(self.trigger).__name__ != default_type:
+            return False
+        stored_args = dict(self.fields["trigger_args"])
+        if "start_date" not in default_args:
+            stored_args.pop("start_date", None)
+        return stored_args == default_args
+
+
 def describe_trigger(trigger: BaseTrigger) -> str:
     """Say in a few words when a trigger fires."""
     if isinstance(trigger, CronTrigger | IntervalTrigger | DateTrigger):
-        return _describe(_ByKey.of_trigger(trigger))
+        return Schedule(trigger).describe()
     return str(trigger)
 
 
 @lru_cache(maxsize=4096)
-def _describe(schedule: _ByKey) -> str:
-    trigger = schedule.value
+def _describe(schedule: Schedule) -> str:
+    trigger = schedule.trigger
     if isinstance(trigger, CronTrigger):
         return f"{_describe_cron(trigger)} ({_zone_label(trigger.timezone)})"
     if isinstance(trigger, IntervalTrigger):
@@ -166,13 +195,13 @@ def preview_fire_times(
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_PREVIEW:
         raise InvalidTrigger(f"must be a whole number from 0 to {MAX_PREVIEW}.", field="count")
     if now is not None and now.tzinfo is not None:
-        return list(_preview(_ByKey.of_trigger(trigger), count, now))
+        return Schedule(trigger).fire_times(count=count, now=now)
     return _preview_uncached(trigger, count, now)
 
 
 @lru_cache(maxsize=4096)
-def _preview(schedule: _ByKey, count: int, now: datetime) -> tuple[datetime, ...]:
-    return tuple(_preview_uncached(schedule.value, count, now))
+def _preview(schedule: Schedule, count: int, now: datetime) -> tuple[datetime, ...]:
+    return tuple(_preview_uncached(schedule.trigger, count, now))
 
 
 def _preview_uncached(trigger: BaseTrigger, count: int, now: datetime | None) -> list[datetime]:
@@ -202,13 +231,9 @@ def is_same_schedule(
     stored: BaseTrigger, default_spec: Mapping[str, Any], *, timezone: tzinfo
 ) -> bool:
     """Tell whether a stored trigger still has the schedule a code declaration gives it."""
-    default_type, default_args = _default_fields(_ByKey(repr(default_spec), default_spec), timezone)
-    if type(stored).__name__ != default_type:
+    if not isinstance(stored, CronTrigger | IntervalTrigger | DateTrigger):
         return False
-    stored_args = trigger_fields(stored)["trigger_args"]
-    if "start_date" not in default_args:
-        stored_args.pop("start_date", None)
-    return stored_args == default_args
+    return Schedule(stored).matches(default_spec, timezone=timezone)
 
 
 @lru_cache(maxsize=1024)
