@@ -15,7 +15,8 @@ connects to it with the credentials and host of DATABASE_URL:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/api.py
 
-`--profile detail` (or list, schedule, pause) prints where the time of that request goes.
+`--profile detail` (or list, schedule, pause) prints where the time of that request goes;
+`--sort tottime` orders it by time spent in each function itself.
 """
 
 from __future__ import annotations
@@ -49,9 +50,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=300, help="timed requests per row")
-    parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--writers", type=int, default=8, help="0 skips the writers' run")
     parser.add_argument("--seconds", type=float, default=10.0, help="concurrent writers run")
     parser.add_argument("--profile", choices=["detail", "list", "schedule", "pause"])
+    parser.add_argument(
+        "--sort", default="cumulative", help="profile order: cumulative, tottime, ..."
+    )
     options = parser.parse_args()
 
     set_up_django(os.environ.get("DATABASE_URL", ""))
@@ -59,10 +63,10 @@ def main() -> None:
     fill_store(options.jobs)
     bench = Bench(jobs=options.jobs)
     if options.profile:
-        bench.profile(options.profile, options.requests)
+        bench.profile(options.profile, options.requests, options.sort)
         return
     print_table(bench.compare(options.requests))
-    for if_match in (True, False):
+    for if_match in (True, False) if options.writers else ():
         print_writers(run_writers(options.writers, options.seconds, if_match=if_match))
 
 
@@ -91,6 +95,7 @@ def set_up_django(server_url: str) -> None:
 def fill_store(count: int) -> None:
     """`count` jobs (cron and interval, one run each) and `count` floor rows."""
     from django.contrib.auth.models import Permission, User
+    from django.db import connection
     from django.utils import timezone
     from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
@@ -121,6 +126,9 @@ def fill_store(count: int) -> None:
     BenchItem.objects.bulk_create(
         [BenchItem(name=f"item {number}") for number in range(count)], batch_size=1000
     )
+    with connection.cursor() as cursor:
+        # Statistics and visibility map, as autovacuum would leave them after a bulk load.
+        cursor.execute("VACUUM ANALYZE")
     user = User.objects.create_user("bench", is_staff=True)
     user.user_permissions.add(*Permission.objects.filter(
         content_type__app_label="django_apscheduler",
@@ -201,14 +209,14 @@ class Bench:
             results.append((name, api_times, floor_times))
         return results
 
-    def profile(self, row: str, requests: int) -> None:
+    def profile(self, row: str, requests: int, sort: str) -> None:
         names = {"detail": "detail", "list": "list page (50)", "schedule": "schedule PUT",
                  "pause": "pause"}
         api_request, _ = self.rows()[names[row]]
         warm_up(api_request)
         profiler = cProfile.Profile()
         profiler.runcall(lambda: [check(api_request()) for _ in range(requests)])
-        stats = pstats.Stats(profiler).sort_stats("cumulative")
+        stats = pstats.Stats(profiler).sort_stats(sort)
         stats.print_stats(40)
 
 
