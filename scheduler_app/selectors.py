@@ -13,7 +13,7 @@ import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from django.db import transaction
@@ -172,9 +172,7 @@ def job_queryset(
     Paginate it with `pagination.KeysFirstPaginator`, so that the newest execution is
     looked up for the rows of the page only.
     """
-    rows = DjangoJob.objects.select_related("record").annotate(
-        last_execution=newest_execution(JSONObject(**{name: name for name in _EXECUTION_COLUMNS})),
-    )
+    rows = _all_job_rows().all()
     if enabled is not None:
         rows = rows.filter(next_run_time__isnull=not enabled)
     if trigger:
@@ -189,6 +187,14 @@ def job_queryset(
         order = column.desc(nulls_last=True) if ordering[0] == "-" else column.asc(nulls_last=True)
         return rows.order_by(order, "id")
     return rows.order_by(ordering)
+
+
+@cache
+def _all_job_rows() -> QuerySet[DjangoJob]:
+    # Built once: resolving the annotation costs about as much as running the page query.
+    return DjangoJob.objects.select_related("record").annotate(
+        last_execution=newest_execution(JSONObject(**{name: name for name in _EXECUTION_COLUMNS})),
+    )
 
 
 def newest_execution(column: Expression | str) -> Subquery:
