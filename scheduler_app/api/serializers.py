@@ -18,7 +18,8 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import ISO_8601, serializers
+from rest_framework.settings import api_settings
 
 from scheduler_app import triggers
 from scheduler_app.models import JobChange, RunRequest
@@ -33,12 +34,26 @@ from scheduler_app.selectors import ExecutionView, JobView
 
 def datetime_formatter() -> Callable[[datetime | None], str | None]:
     """DRF's rendering of date-times (DATETIME_FORMAT, in the current time zone)."""
-    return _datetime_formatter(timezone.get_current_timezone() if settings.USE_TZ else None)
+    zone = timezone.get_current_timezone() if settings.USE_TZ else None
+    return _datetime_formatter(zone, api_settings.DATETIME_FORMAT)
 
 
 @lru_cache(maxsize=64)
-def _datetime_formatter(zone: tzinfo | None) -> Callable[[datetime | None], str | None]:
-    return serializers.DateTimeField(default_timezone=zone).to_representation
+def _datetime_formatter(
+    zone: tzinfo | None, output_format: str | None
+) -> Callable[[datetime | None], str | None]:
+    drf_format = serializers.DateTimeField(default_timezone=zone).to_representation
+    if zone is None or output_format is None or output_format.lower() != ISO_8601:
+        return drf_format
+
+    def iso_8601(value: datetime | None) -> str | None:
+        # DRF's own steps for an aware date-time, without its per-call settings lookups.
+        if value is None or value.tzinfo is None:
+            return drf_format(value)
+        text = value.astimezone(zone).isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+    return iso_8601
 
 
 class ExecutionSerializer(serializers.Serializer):
