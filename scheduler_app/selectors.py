@@ -212,16 +212,25 @@ def job_views(rows: QuerySet[DjangoJob] | list[DjangoJob]) -> list[JobView]:
 
 
 def get_job(*, job_id: str) -> JobView:
-    """One job, its row read under a lock so the view is one committed state.
+    """One job, read under the lock of its rows so the view is one committed state.
 
-    The lock is taken first and the view read by a new statement once it is granted:
-    a locking query that also joined the record would, after waiting for a writer,
-    see the new row beside the old record (PostgreSQL rechecks only locked rows).
+    The job row and its record are locked by the statement that reads them: after
+    waiting for a writer, PostgreSQL reads every row it locks at its newest version,
+    but a row it only joins as it was when the statement began. A job stored
+    without our record (by another process) is locked first and read afterwards,
+    by a new statement.
     """
     with transaction.atomic():
-        if not DjangoJob.objects.select_for_update().filter(id=job_id).exists():
-            raise JobNotFound(job_id)
-        return job_views(job_queryset().filter(id=job_id))[0]
+        rows = list(
+            _all_job_rows()
+            .filter(id=job_id, record__isnull=False)
+            .select_for_update(of=("self", "record"))
+        )
+        if not rows:
+            if not DjangoJob.objects.select_for_update().filter(id=job_id).exists():
+                raise JobNotFound(job_id)
+            rows = list(job_queryset().filter(id=job_id))
+        return job_views(rows)[0]
 
 
 def locked_job_view(row: DjangoJob) -> JobView:

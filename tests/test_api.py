@@ -862,18 +862,19 @@ def test_execution_pages_cost_the_same_queries_for_5_or_50_runs(admin_client):
 
 
 @pytest.mark.postgres_only
-def test_job_detail_reads_its_row_under_a_lock_inside_a_transaction(admin_client):
+def test_job_detail_reads_its_rows_under_their_locks_inside_a_transaction(admin_client):
     with CaptureQueriesContext(connection) as queries:
         admin_client.get(f"{JOB_URL}/")
 
     sql = [query["sql"] for query in queries.captured_queries]
     job_reads = [q for q in sql if 'FROM "django_apscheduler_djangojob"' in q]
-    # The row is locked first, then read whole once the lock is granted (see
-    # selectors.get_job), both inside one transaction.
-    assert len(job_reads) == 2 and "FOR UPDATE" in job_reads[0]
-    lock, read = sql.index(job_reads[0]), sql.index(job_reads[1])
-    assert any(q.startswith("SAVEPOINT") or q == "BEGIN" for q in sql[:lock])
-    assert not any(q.startswith(("RELEASE", "COMMIT")) for q in sql[lock:read])
+    # One statement locks and reads the job row and its record, so that after waiting
+    # for a writer it reads both at their newest versions (see selectors.get_job).
+    [read] = job_reads
+    assert read.endswith(
+        'FOR UPDATE OF "django_apscheduler_djangojob", "scheduler_app_jobrecord"'
+    )
+    assert any(q.startswith("SAVEPOINT") or q == "BEGIN" for q in sql[:sql.index(read)])
 
 
 # Concurrent writers (PostgreSQL row locks) --------------------------------------------------

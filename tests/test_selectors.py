@@ -11,8 +11,10 @@ from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import selectors, services
+from scheduler_app.exceptions import JobNotFound
 from scheduler_app.models import SchedulerLease, SchedulerProcess
 from scheduler_app.registry import JobDeclaration, registry
+from tests.conftest import copy_stored_job
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +69,17 @@ def test_last_execution_read_with_its_job_is_the_execution_as_recorded(synced):
     assert shown == selectors.ExecutionView.from_row(DjangoJobExecution.objects.get(id=run.id))
     assert (shown.run_time, shown.duration) == (run.run_time, 2.25)
     assert shown.finished.timestamp() == 1790000000.75
+
+
+def test_a_job_stored_without_our_record_is_read_with_version_zero(synced):
+    # Stored by another process through plain django-apscheduler: no JobRecord.
+    copy_stored_job("reports.weekly", "foreign.job")
+
+    job = selectors.get_job(job_id="foreign.job")
+
+    assert (job.id, job.version, job.trigger) == ("foreign.job", 0, "cron")
+    with pytest.raises(JobNotFound):
+        selectors.get_job(job_id="no.such.job")
 
 
 def test_filters_search_and_ordering(synced):
