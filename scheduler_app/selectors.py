@@ -319,9 +319,15 @@ def broken_func_ref(*, job_state: bytes) -> str | None:
 
 @dataclass(frozen=True)
 class _StoredState:
-    """What a job's stored state says, worked out once per distinct state."""
+    """What a job's stored state says, worked out once per distinct state.
 
-    state: dict[str, Any] | None
+    Plain values only, not the unpickled state: entries live as long as the process,
+    and an unpickled trigger is dozens of objects that every garbage collection walks.
+    """
+
+    readable: bool
+    name: str | None
+    func: str
     trigger_type: str | None
     trigger_args: dict[str, Any]
     description: str
@@ -329,6 +335,16 @@ class _StoredState:
     # The fire times from the stored next run time on: what `upcoming` shows while
     # that time is still ahead.
     upcoming: tuple[datetime, ...]
+    max_instances: int | None
+    misfire_grace_time: int | None
+    coalesce: bool | None
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+_UNREADABLE = _StoredState(
+    False, None, "", None, {}, "Unreadable job state", False, (), None, None, None, (), {}
+)
 
 
 @lru_cache(maxsize=4096)
@@ -343,11 +359,13 @@ def _stored_state(job_id: str, job_state: bytes) -> _StoredState:
     try:
         state = load_state(job_state)
     except UnreadableState:
-        return _StoredState(None, None, {}, "Unreadable job state", False, ())
+        return _UNREADABLE
     schedule = triggers.Schedule(state["trigger"])
     declaration = registry.get(job_id)
     return _StoredState(
-        state=state,
+        readable=True,
+        name=state.get("name"),
+        func=state["func"],
         trigger_type=schedule.fields["trigger"],
         trigger_args=schedule.fields["trigger_args"],
         description=schedule.describe(),
@@ -360,50 +378,59 @@ def _stored_state(job_id: str, job_state: bytes) -> _StoredState:
             if state.get("next_run_time") is not None
             else ()
         ),
+        max_instances=state.get("max_instances"),
+        misfire_grace_time=state.get("misfire_grace_time"),
+        coalesce=state.get("coalesce"),
+        args=tuple(state.get("args", ())),
+        kwargs=dict(state.get("kwargs", {})),
     )
 
 
 def _job_view(row: DjangoJob, last_execution: ExecutionView | None) -> JobView:
     declaration = registry.get(row.id)
     record = getattr(row, "record", None)
-    stored = _stored_state(row.id, bytes(row.job_state))
-    state = stored.state or {}
+    job_state = bytes(row.job_state)
+    stored = _stored_state(row.id, job_state)
+    # Copies: a caller changing its view must not change the memoized state.
+    args, kwargs = copy.deepcopy((stored.args, stored.kwargs))
     return JobView(
         id=row.id,
-        name=state.get("name") or row.id,
-        func=state.get("func", ""),
+        name=stored.name or row.id,
+        func=stored.func,
         trigger=stored.trigger_type,
         trigger_args=dict(stored.trigger_args),  # plain values: a shallow copy is a copy
         description=stored.description,
         enabled=row.next_run_time is not None,
         next_run_time=row.next_run_time,
-        upcoming=_upcoming(stored, row.next_run_time),
+        upcoming=_upcoming(stored, row.next_run_time, job_state),
         version=record.version if record else 0,
         is_default_schedule=stored.is_default_schedule,
         default_schedule=declaration.trigger_spec if declaration else None,
-        broken=stored.state is None or not function_is_importable(state["func"]),
+        broken=not stored.readable or not function_is_importable(stored.func),
         orphaned=declaration is None,
-        max_instances=state.get("max_instances"),
-        misfire_grace_time=state.get("misfire_grace_time"),
-        coalesce=state.get("coalesce"),
-        args=tuple(state.get("args", ())),
-        kwargs=copy.deepcopy(dict(state.get("kwargs", {}))),
+        max_instances=stored.max_instances,
+        misfire_grace_time=stored.misfire_grace_time,
+        coalesce=stored.coalesce,
+        args=args,
+        kwargs=kwargs,
         last_execution=last_execution,
     )
 
 
-def _upcoming(stored: _StoredState, next_run_time: datetime | None) -> list[datetime]:
+def _upcoming(
+    stored: _StoredState, next_run_time: datetime | None, job_state: bytes
+) -> list[datetime]:
     """The next fire times of a running job, from its stored next run time.
 
     Counting from the stored next run (rather than from this instant) is what the
     scheduler will do, and lets it be worked out once per stored state; an overdue
-    job (scheduler down) counts from now.
+    job (scheduler down) counts from now, with the trigger unpickled again.
     """
-    if stored.state is None or next_run_time is None:
+    if not stored.readable or next_run_time is None:
         return []
     if next_run_time > timezone.now():
         return list(stored.upcoming)
-    return triggers.preview_fire_times(stored.state["trigger"], count=UPCOMING_COUNT)
+    return triggers.preview_fire_times(load_state(job_state)["trigger"], count=UPCOMING_COUNT)
 
 
 def _json_datetime(text: str) -> datetime:
