@@ -347,7 +347,7 @@ _UNREADABLE = _StoredState(
 )
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=16384)  # about 1 KB an entry: up to 16 MB
 def _stored_state(job_id: str, job_state: bytes) -> _StoredState:
     """Unpickle a state and derive its trigger fields and words.
 
@@ -392,7 +392,9 @@ def _job_view(row: DjangoJob, last_execution: ExecutionView | None) -> JobView:
     job_state = bytes(row.job_state)
     stored = _stored_state(row.id, job_state)
     # Copies: a caller changing its view must not change the memoized state.
-    args, kwargs = copy.deepcopy((stored.args, stored.kwargs))
+    args, kwargs = (
+        copy.deepcopy((stored.args, stored.kwargs)) if stored.args or stored.kwargs else ((), {})
+    )
     return JobView(
         id=row.id,
         name=stored.name or row.id,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, tzinfo
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -151,8 +151,14 @@ class JobSerializer(serializers.Serializer):
     coalesce = serializers.BooleanField(read_only=True, allow_null=True)
     last_execution = LastExecutionSerializer(read_only=True, allow_null=True)
 
+    @cached_property
+    def _datetime_formatter(self) -> Callable[[datetime | None], str | None]:
+        # A list's one child serializer renders every job of the page: the time zone
+        # is looked up once for them all.
+        return datetime_formatter()
+
     def to_representation(self, job: JobView) -> dict[str, Any]:
-        moment = datetime_formatter()
+        moment = self._datetime_formatter
         last_run = job.last_execution
         return {
             "id": job.id,
