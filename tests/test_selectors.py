@@ -71,6 +71,18 @@ def test_last_execution_read_with_its_job_is_the_execution_as_recorded(synced):
     assert shown.finished.timestamp() == 1790000000.75
 
 
+def test_views_of_value_rows_are_the_views_of_model_rows(synced):
+    copy_stored_job("reports.weekly", "foreign.job")  # without a record
+    services.pause_job(job_id="monitoring.heartbeat", actor="a", source="api")
+    DjangoJobExecution.objects.create(job_id="reports.weekly", status=DjangoJobExecution.ERROR,
+                                      run_time=timezone.now(), exception="boom")
+
+    from_values = selectors.job_views_of_values(selectors.job_value_rows(ordering="-id"))
+
+    assert from_values == selectors.job_views(selectors.job_queryset(ordering="-id"))
+    assert {view.id for view in from_values} >= {"foreign.job", "reports.weekly"}
+
+
 def test_a_job_stored_without_our_record_is_read_with_version_zero(synced):
     # Stored by another process through plain django-apscheduler: no JobRecord.
     copy_stored_job("reports.weekly", "foreign.job")

@@ -221,9 +221,9 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
     )
     def list(self, request: Request) -> Response:
         """Jobs, a page at a time; filter by `enabled`, `trigger`, `search`; `ordering`."""
-        rows = selectors.job_queryset(**query_filters(JobFilterSerializer, request))
-        page = self.paginate_queryset(rows)
-        return self.get_paginated_response(JobSerializer(selectors.job_views(page), many=True).data)
+        rows = selectors.job_value_rows(**query_filters(JobFilterSerializer, request))
+        views = selectors.job_views_of_values(self.paginate_queryset(rows))
+        return self.get_paginated_response(JobSerializer(views, many=True).data)
 
     @extend_schema(parameters=[JOB_ID, ETAG], responses={200: JobSerializer, **READ_ERRORS})
     def retrieve(self, request: Request, **kwargs: Any) -> Response:
