@@ -15,8 +15,10 @@ connects to it with the credentials and host of DATABASE_URL:
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/api.py
 
-`--profile detail` (or list, schedule, pause) prints where the time of that request goes;
-`--sort tottime` orders it by time spent in each function itself.
+`--distinct` gives every job a schedule of its own (by default they copy two, so
+words and fire times worked out for one serve the others). `--profile detail` (or
+list, schedule, pause) prints where the time of that request goes; `--sort tottime`
+orders it by time spent in each function itself.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -52,6 +55,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="timed requests per row")
     parser.add_argument("--writers", type=int, default=8, help="0 skips the writers' run")
     parser.add_argument("--seconds", type=float, default=10.0, help="concurrent writers run")
+    parser.add_argument(
+        "--distinct", action="store_true", help="every job with a schedule of its own"
+    )
     parser.add_argument("--profile", choices=["detail", "list", "schedule", "pause"])
     parser.add_argument(
         "--sort", default="cumulative", help="profile order: cumulative, tottime, ..."
@@ -60,7 +66,7 @@ def main() -> None:
 
     set_up_django(os.environ.get("DATABASE_URL", ""))
     print(f"Filling the store: {options.jobs} jobs, {options.jobs} floor rows ...", flush=True)
-    fill_store(options.jobs)
+    fill_store(options.jobs, distinct=options.distinct)
     bench = Bench(jobs=options.jobs)
     if options.profile:
         bench.profile(options.profile, options.requests, options.sort)
@@ -92,8 +98,13 @@ def set_up_django(server_url: str) -> None:
     setup_django(bench_url)
 
 
-def fill_store(count: int) -> None:
-    """`count` jobs (cron and interval, one run each) and `count` floor rows."""
+def fill_store(count: int, *, distinct: bool = False) -> None:
+    """`count` jobs (cron and interval, one run each) and `count` floor rows.
+
+    The jobs copy the weekly report (cron) and the heartbeat (interval), so words and
+    fire times worked out for one serve its copies too; with `distinct`, every job
+    has a schedule and next run time of its own, as in a real store.
+    """
     from django.contrib.auth.models import Permission, User
     from django.db import connection
     from django.utils import timezone
@@ -113,8 +124,12 @@ def fill_store(count: int) -> None:
     for number in range(count):
         template, state = states[number % len(states)]
         job_id = f"bench.job_{number:05}"
-        rows.append(DjangoJob(id=job_id, next_run_time=template.next_run_time,
-                              job_state=dump_state({**state, "id": job_id, "name": job_id})))
+        state = {**state, "id": job_id, "name": job_id}
+        if distinct:
+            state["trigger"] = own_trigger(number)
+            state["next_run_time"] = state["trigger"].get_next_fire_time(None, now)
+        rows.append(DjangoJob(id=job_id, next_run_time=state["next_run_time"],
+                              job_state=dump_state(state)))
         records.append(JobRecord(job_id=job_id, version=1, name=job_id,
                                  trigger_type=("cron", "interval")[number % 2]))
         runs.append(DjangoJobExecution(job_id=job_id, status=DjangoJobExecution.SUCCESS,
@@ -134,6 +149,19 @@ def fill_store(count: int) -> None:
         content_type__app_label="django_apscheduler",
         codename__in=["view_djangojob", "change_djangojob"],
     ))
+
+
+def own_trigger(number: int) -> Any:
+    """A schedule of job `number`'s own: weekdays at a minute of the day, or every n minutes."""
+    from scheduler_app import triggers
+
+    if number % 2 == 0:
+        spec = {"trigger": "cron", "trigger_args": {
+            "day_of_week": "mon-fri", "hour": number // 60 % 24, "minute": number % 60,
+        }}
+    else:
+        spec = {"trigger": "interval", "trigger_args": {"minutes": 1 + number % 997}}
+    return triggers.build_trigger(spec, timezone=ZoneInfo("UTC"))
 
 
 def logged_in_client() -> Any:
