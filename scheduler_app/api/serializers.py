@@ -73,7 +73,7 @@ class ExecutionSerializer(serializers.Serializer):
     traceback = serializers.CharField(read_only=True, allow_null=True)
 
     def to_representation(self, run: ExecutionView) -> dict[str, Any]:
-        return _execution_representation(run, datetime_formatter())
+        return _run_representation(run, datetime_formatter(), whole=True)
 
 
 class LastExecutionSerializer(ExecutionSerializer):
@@ -83,30 +83,26 @@ class LastExecutionSerializer(ExecutionSerializer):
     traceback = None
 
     def to_representation(self, run: ExecutionView) -> dict[str, Any]:
-        return _last_execution_representation(run, datetime_formatter())
+        return _run_representation(run, datetime_formatter(), whole=False)
 
 
-def _execution_representation(
-    run: ExecutionView, moment: Callable[[datetime | None], str | None]
+def _run_representation(
+    run: ExecutionView, moment: Callable[[datetime | None], str | None], *, whole: bool
 ) -> dict[str, Any]:
-    return {
-        **_last_execution_representation(run, moment),
-        "job": run.job_id,
-        "traceback": run.traceback,
-    }
-
-
-def _last_execution_representation(
-    run: ExecutionView, moment: Callable[[datetime | None], str | None]
-) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "status": run.status,
-        "run_time": moment(run.run_time),
-        "finished": moment(run.finished),
-        "duration": run.duration,
-        "exception": run.exception,
-    }
+    """A run's JSON in the declared field order; not `whole`: without job id and traceback."""
+    representation: dict[str, Any] = {"id": run.id}
+    if whole:
+        representation["job"] = run.job_id
+    representation.update(
+        status=run.status,
+        run_time=moment(run.run_time),
+        finished=moment(run.finished),
+        duration=run.duration,
+        exception=run.exception,
+    )
+    if whole:
+        representation["traceback"] = run.traceback
+    return representation
 
 
 class JobSerializer(serializers.Serializer):
@@ -178,7 +174,7 @@ class JobSerializer(serializers.Serializer):
             "max_instances": job.max_instances,
             "misfire_grace_time": job.misfire_grace_time,
             "coalesce": job.coalesce,
-            "last_execution": last_run and _last_execution_representation(last_run, moment),
+            "last_execution": last_run and _run_representation(last_run, moment, whole=False),
         }
 
 
