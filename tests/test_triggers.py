@@ -11,9 +11,11 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from cron_descriptor import ExpressionDescriptor
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from scheduler_app import triggers as triggers_module
 from scheduler_app.exceptions import InvalidTrigger
 from scheduler_app.triggers import (
     build_trigger,
@@ -916,3 +918,22 @@ def test_cron_schedule_compares_fields_zone_and_type() -> None:
     assert not is_same_schedule(stored, default, timezone=BERLIN)
     assert not is_same_schedule(build("interval", hours=1), default, timezone=PARIS)
     assert not is_same_schedule(build("cron", default_zone=PARIS, hour=10), default, timezone=PARIS)
+
+
+@pytest.mark.parametrize("expression", [
+    "0 30 8 * * 1 *",
+    "0 */5 * * * * *",
+    "15 0 9-17 * * 1-5 *",
+    "0 0 0 1 1 * *",
+    "0 0 12 */2 * * 2030",
+    "0 0,30 6 * jan-mar 6-7 *",
+    "30 45 23 15 * * *",
+    "0 0 * * * 1,3,5 *",
+])
+def test_cron_words_are_cron_descriptors_own(expression):
+    # Our descriptor shares one translation catalogue; the words must not change.
+    stock = ExpressionDescriptor(expression, locale_code="en_US", use_24hour_time_format=True)
+
+    assert triggers_module._CronDescriptor(expression).get_description() == (
+        stock.get_description()
+    )
