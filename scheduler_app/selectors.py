@@ -332,6 +332,17 @@ def scheduler_status() -> SchedulerStatus:
     )
 
 
+def broken_job_ids() -> list[str]:
+    """The ids of the jobs that cannot run, in id order.
+
+    Whether a job can run is only known by unpickling its state and importing its
+    function, which SQL cannot do: this reads every job's state in one query, linear
+    in the number of jobs.
+    """
+    states = DjangoJob.objects.order_by("id").values_list("id", "job_state")
+    return [job_id for job_id, job_state in states if broken_func_ref(job_state=job_state)]
+
+
 def broken_func_ref(*, job_state: bytes) -> str | None:
     """The function reference of a job that cannot run, or None if it can."""
     try:

@@ -214,11 +214,9 @@ def sync_jobs_from_code(
         outcome = _sync_declaration(declaration, actor)
         getattr(report, outcome).append(declaration.id)
     declared = {declaration.id for declaration in registry}
-    for job_id, job_state in DjangoJob.objects.order_by("id").values_list("id", "job_state"):
-        if job_id not in declared:
-            report.orphaned.append(job_id)
-        if selectors.broken_func_ref(job_state=job_state) is not None:
-            report.broken.append(job_id)
+    stored = DjangoJob.objects.order_by("id").values_list("id", flat=True)
+    report.orphaned.extend(job_id for job_id in stored if job_id not in declared)
+    report.broken.extend(selectors.broken_job_ids())
     return report
 
 
