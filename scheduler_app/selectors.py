@@ -378,7 +378,19 @@ class _StoredState:
 
 
 _UNREADABLE = _StoredState(
-    False, None, "", None, {}, "Unreadable job state", False, (), None, None, None, (), {}
+    readable=False,
+    name=None,
+    func="",
+    trigger_type=None,
+    trigger_args={},
+    description="Unreadable job state",
+    is_default_schedule=False,
+    upcoming=(),
+    max_instances=None,
+    misfire_grace_time=None,
+    coalesce=None,
+    args=(),
+    kwargs={},
 )
 
 
