@@ -13,6 +13,7 @@ import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Context as DecimalContext
 from decimal import Decimal
 from functools import cache, lru_cache
 from typing import Any
@@ -52,6 +53,7 @@ EXECUTION_STATUSES_BY_SLUG = {slug: text for text, slug in EXECUTION_STATUS_SLUG
 UNFINISHED_STATUS_SLUGS = ("queued", "running")
 JOB_ORDERINGS = ("id", "-id", "next_run_time", "-next_run_time")
 UPCOMING_COUNT = 5
+_FLOAT_TO_DECIMAL = DecimalContext(prec=15)
 # What a job view is made of: the job's row, its record's version, its newest run.
 _JOB_VIEW_COLUMNS = ("id", "next_run_time", "job_state", "record__version", "last_execution")
 _EXECUTION_COLUMNS = (
@@ -86,9 +88,12 @@ class ExecutionView:
     @classmethod
     def from_json(cls, job_id: str, columns: dict[str, Any]) -> ExecutionView:
         """The view of an execution read as a JSON object of its columns (`job_queryset`)."""
-        return cls._from_columns(
-            job_id, {**columns, "run_time": _json_datetime(columns["run_time"])}
-        )
+        return cls._from_columns(job_id, {
+            **columns,
+            "run_time": _json_datetime(columns["run_time"]),
+            "duration": _json_decimal("duration", columns["duration"]),
+            "finished": _json_decimal("finished", columns["finished"]),
+        })
 
     @classmethod
     def _from_columns(cls, job_id: str, columns: dict[str, Any]) -> ExecutionView:
@@ -497,6 +502,16 @@ def _json_datetime(text: str) -> datetime:
     # column's own UTC text (no offset) from SQLite.
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _json_decimal(column: str, number: float | None) -> Decimal | None:
+    # A decimal column inside JSON is the number as stored, and SQLite stores it
+    # unrounded: round it as Django's DecimalField does when it reads the column.
+    if number is None:
+        return None
+    field = DjangoJobExecution._meta.get_field(column)
+    exact = _FLOAT_TO_DECIMAL.create_decimal_from_float(number)
+    return exact.quantize(Decimal(1).scaleb(-field.decimal_places), context=field.context)
 
 
 def _timestamp_to_datetime(timestamp: Decimal | float | None) -> datetime | None:

@@ -71,6 +71,19 @@ def test_last_execution_read_with_its_job_is_the_execution_as_recorded(synced):
     assert shown.finished.timestamp() == 1790000000.75
 
 
+def test_last_execution_read_with_its_job_rounds_decimals_as_its_row_does(synced):
+    # SQLite keeps a decimal unrounded; the run read as a row is rounded by Django's field.
+    run = DjangoJobExecution.objects.create(
+        job_id="reports.weekly", status=DjangoJobExecution.SUCCESS, run_time=timezone.now(),
+        duration=0.006841, finished=1790000000.006841,
+    )
+
+    shown = selectors.get_job(job_id="reports.weekly").last_execution
+
+    assert shown == selectors.ExecutionView.from_row(DjangoJobExecution.objects.get(id=run.id))
+    assert shown.duration == 0.01
+
+
 def test_views_of_value_rows_are_the_views_of_model_rows(synced):
     copy_stored_job("reports.weekly", "foreign.job")  # without a record
     services.pause_job(job_id="monitoring.heartbeat", actor="a", source="api")
