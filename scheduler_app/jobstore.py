@@ -36,7 +36,13 @@ from django_apscheduler.jobstores import DjangoJobStore
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app.conf import app_settings
-from scheduler_app.models import EXECUTION_LOST, EXECUTION_QUEUED, JobRecord, RunRequest
+from scheduler_app.models import (
+    EXECUTION_LOST,
+    EXECUTION_QUEUED,
+    ExecutionRecord,
+    JobRecord,
+    RunRequest,
+)
 from scheduler_app.state import UnreadableState, dump_state, load_state, trigger_type_name
 
 logger = logging.getLogger(__name__)
@@ -227,22 +233,30 @@ class JobStore(DjangoJobStore):
                     # one pass get distinct run times a microsecond apart.
                     request.run_time = now + timedelta(microseconds=offset)
                     request.status = RunRequest.Status.SUBMITTED
-                    if self._record_claimed_run(request.job_id, request.run_time):
+                    if self._record_claimed_run(
+                        request.job_id, request.run_time, ExecutionRecord.Cause.RUN_NOW
+                    ):
                         claimed.append(ClaimedRun(job, [request.run_time], request))
                 request.save(update_fields=["claimed_at", "run_time", "status", "detail"])
             return claimed
 
 
-    def _record_claimed_run(self, job_id: str, run_time: datetime) -> bool:
+    def _record_claimed_run(
+        self,
+        job_id: str,
+        run_time: datetime,
+        cause: str = ExecutionRecord.Cause.SCHEDULED,
+    ) -> bool:
         """Record (and, with `dispatch`, hand over) a claimed run; False if that
         (job, run time) was already fired."""
         try:
             with transaction.atomic():
-                DjangoJobExecution.objects.create(
+                execution = DjangoJobExecution.objects.create(
                     job_id=job_id,
                     run_time=util.get_django_internal_datetime(run_time),
                     status=EXECUTION_QUEUED if self.dispatch else DjangoJobExecution.SENT,
                 )
+                ExecutionRecord.objects.create(execution=execution, cause=cause)
         except IntegrityError:
             logger.warning("Run of %r at %s was already fired; not firing it again",
                            job_id, run_time)

@@ -21,6 +21,38 @@ EXECUTION_QUEUED = "Queued"
 EXECUTION_LOST = "Lost"
 
 
+class ExecutionRecord(models.Model):
+    """What scheduler_app knows of one run beyond django-apscheduler's execution row.
+
+    `DjangoJobExecution` is another app's table; everything a run needs besides its
+    status, run time, duration and error lives here, one row per execution, written
+    in the transaction that records the claimed run. Readers treat a missing row (a
+    run recorded before this table existed) as all fields empty.
+    """
+
+    class Cause(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        RUN_NOW = "run_now", "Run now"
+        BACKFILL = "backfill", "Backfill"
+
+    execution = models.OneToOneField(
+        DjangoJobExecution, primary_key=True, on_delete=models.CASCADE, related_name="record"
+    )
+    cause = models.CharField(max_length=16, choices=Cause.choices, default=Cause.SCHEDULED)
+    # When the run really started (its lateness is this minus the run time).
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Written while the run executes, so a run whose process died can be told from
+    # one that is merely slow.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Keyword arguments for this run only (run now with arguments), JSON values.
+    kwargs = models.JSONField(null=True, blank=True)
+    # Catch-up runs of this job that were skipped before this one (long downtime).
+    skipped_runs = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"execution {self.execution_id} ({self.cause})"
+
+
 class Source(models.TextChoices):
     """The front door a change came through."""
 

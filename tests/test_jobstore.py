@@ -17,7 +17,7 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import selectors, services
 from scheduler_app.jobstore import JobStore
-from scheduler_app.models import JobRecord
+from scheduler_app.models import ExecutionRecord, JobRecord, RunRequest
 from tests.conftest import edit_stored_job, run_in_threads
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
@@ -148,6 +148,19 @@ class TestClaims:
         assert claimed.run_times == [NOW - timedelta(minutes=2), NOW - timedelta(minutes=1), NOW]
         assert DjangoJob.objects.get(id="a").next_run_time == NOW + timedelta(minutes=1)
         assert store.claim_due_jobs(NOW) == []
+
+    def test_each_claimed_run_gets_its_record_with_its_cause(self, store, scheduler):
+        trigger = IntervalTrigger(minutes=1, start_date=NOW - timedelta(minutes=30), timezone=UTC)
+        store.add_job(make_job(scheduler, "a", NOW - timedelta(minutes=1), trigger=trigger))
+        RunRequest.objects.create(job_id="a", requested_by="alice", source="api")
+
+        store.claim_due_jobs(NOW)
+        store.claim_run_requests(NOW + timedelta(seconds=5))
+
+        causes = sorted(ExecutionRecord.objects.filter(execution__job_id="a")
+                        .values_list("execution__run_time", "cause"))
+        assert causes == [(NOW - timedelta(minutes=1), "scheduled"), (NOW, "scheduled"),
+                          (NOW + timedelta(seconds=5), "run_now")]
 
     def test_coalesced_job_is_claimed_for_its_latest_run_only(self, store, scheduler):
         trigger = IntervalTrigger(minutes=1, start_date=NOW - timedelta(minutes=30), timezone=UTC)
