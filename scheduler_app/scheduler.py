@@ -31,8 +31,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
-from apscheduler.executors.base import MaxInstancesReachedError
+from apscheduler.executors.base import MaxInstancesReachedError, run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_STOPPED
 from apscheduler.schedulers.blocking import BlockingScheduler
 from django.db import DatabaseError, connections
@@ -44,6 +45,7 @@ from scheduler_app.jobstore import ClaimedRun, JobStore
 from scheduler_app.leadership import Leadership, LeadershipLost, new_instance_name
 from scheduler_app.models import SchedulerProcess
 from scheduler_app.notifications import make_listener, uses_listen_notify
+from scheduler_app.outcomes import record_run_started
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ class Scheduler(BlockingScheduler):
         self.next_lost_run_sweep = 0.0
         super().__init__(
             jobstores={JOBSTORE_ALIAS: self.jobstore},
-            executors={"default": ThreadPoolExecutor(max_workers=app_settings.THREADS)},
+            executors={"default": StartRecordingExecutor(max_workers=app_settings.THREADS)},
             timezone=app_settings.timezone,
             **options,
         )
@@ -149,6 +151,43 @@ class Scheduler(BlockingScheduler):
         # one is opened by the next query.
         connections.close_all()
         return self.retry_delay
+
+
+class StartRecordingExecutor(ThreadPoolExecutor):
+    """APScheduler's thread pool executor that records when each run really starts.
+
+    `BasePoolExecutor._do_submit_job` hands all of a submission's run times to
+    `run_job`, which skips the ones past their misfire grace time and runs the
+    others one after the other; the only moment a run is known to start is when its
+    function is called, so each run time goes to `run_job` alone, with the job's
+    function wrapped to record the start first. Everything else, and the one
+    instance count per submission, is as in `_do_submit_job`.
+    """
+
+    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
+        def callback(future: object) -> None:
+            error = future.exception()
+            if error is not None:
+                self._run_job_error(job.id, error, error.__traceback__)
+            else:
+                self._run_job_success(job.id, future.result())
+
+        future = self._pool.submit(_run_recording_starts, job, run_times, self._logger.name)
+        future.add_done_callback(callback)
+
+
+def _run_recording_starts(job: Job, run_times: list[datetime], logger_name: str) -> list[object]:
+    func = job.func
+    events = []
+    for run_time in run_times:
+        def started_then_run(*args: object, _run_time: datetime = run_time, **kwargs: object):
+            record_run_started(job_id=job.id, run_time=_run_time)
+            return func(*args, **kwargs)
+
+        job.func = started_then_run
+        events += run_job(job, job._jobstore_alias, [run_time], logger_name)
+    job.func = func
+    return events
 
 
 def _task_dispatcher() -> Callable[[str, datetime], None] | None:

@@ -32,7 +32,7 @@ from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app.conf import app_settings
-from scheduler_app.models import EXECUTION_QUEUED, JobRecord
+from scheduler_app.models import EXECUTION_QUEUED, ExecutionRecord, JobRecord
 from scheduler_app.state import load_state
 
 try:
@@ -97,6 +97,7 @@ def _start(job_id: str, run_time: datetime) -> tuple[Any, list[Any], dict[str, A
             return None
         execution.status = DjangoJobExecution.SENT
         execution.save(update_fields=["status"])
+        ExecutionRecord.objects.filter(execution=execution).update(started_at=timezone.now())
     return func, list(state["args"]), dict(state["kwargs"])
 
 

@@ -27,7 +27,13 @@ from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import services
-from scheduler_app.models import JobChange, JobRecord, RunRequest, SchedulerProcess
+from scheduler_app.models import (
+    ExecutionRecord,
+    JobChange,
+    JobRecord,
+    RunRequest,
+    SchedulerProcess,
+)
 from scheduler_app.state import dump_state, load_state
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -98,10 +104,12 @@ def record_execution(
     status: str = DjangoJobExecution.SUCCESS,
     duration: float = 1.5,
     exception: str | None = None,
+    lateness: float | None = None,
 ) -> DjangoJobExecution:
-    """A finished run of a job, as the scheduler process records it."""
+    """A finished run of a job, as the scheduler process records it (with its start
+    `lateness` seconds after its run time, when given)."""
     run_time = timezone.now() - timedelta(minutes=minutes_ago)
-    return DjangoJobExecution.objects.create(
+    execution = DjangoJobExecution.objects.create(
         job_id=job_id,
         status=status,
         run_time=run_time,
@@ -110,6 +118,11 @@ def record_execution(
         exception=exception,
         traceback=f"Traceback (most recent call last):\n{exception}" if exception else None,
     )
+    ExecutionRecord.objects.create(
+        execution=execution,
+        started_at=None if lateness is None else run_time + timedelta(seconds=lateness),
+    )
+    return execution
 
 
 def last_sunday(year: int, month: int) -> date:

@@ -46,7 +46,9 @@ JOB_FIELDS = {
     "upcoming", "version", "is_default_schedule", "broken", "max_instances",
     "misfire_grace_time", "coalesce", "last_execution",
 }
-LAST_EXECUTION_FIELDS = {"id", "status", "run_time", "finished", "duration", "exception"}
+LAST_EXECUTION_FIELDS = {
+    "id", "status", "run_time", "started", "lateness", "finished", "duration", "exception",
+}
 PASSWORD = "correct horse battery staple"
 
 
@@ -198,9 +200,10 @@ def test_job_detail_reads_the_store_and_sends_its_version_as_etag(admin_client):
 def test_job_detail_shows_the_newest_execution(admin_client):
     record_execution(JOB, minutes_ago=60)
     newest = record_execution(JOB, minutes_ago=5, status=DjangoJobExecution.ERROR,
-                              exception="TimeoutError('partner')")
+                              exception="TimeoutError('partner')", lateness=0.75)
 
     last = admin_client.get(f"{JOB_URL}/").json()["last_execution"]
+    executions = admin_client.get(f"{JOB_URL}/executions/").json()["results"]
 
     assert set(last) == LAST_EXECUTION_FIELDS
     assert last["id"] == newest.id
@@ -209,6 +212,12 @@ def test_job_detail_shows_the_newest_execution(admin_client):
     assert last["duration"] == 1.5
     took = parse_time(last["finished"]) - parse_time(last["run_time"])
     assert abs(took - timedelta(seconds=1.5)) < timedelta(seconds=0.01)  # stored to 1/100 s
+    # When it really started, and how late that was, in the job and in its history.
+    assert last["lateness"] == 0.75
+    assert parse_time(last["started"]) - parse_time(last["run_time"]) == timedelta(seconds=0.75)
+    assert [(run["id"], run["lateness"]) for run in executions] == [
+        (newest.id, 0.75), (newest.id - 1, None),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,8 @@ API_JOB_FIELDS = {
     "misfire_grace_time", "coalesce", "last_execution",
 }
 API_EXECUTION_FIELDS = {
-    "id", "job", "status", "run_time", "finished", "duration", "exception", "traceback",
+    "id", "job", "status", "run_time", "started", "lateness", "finished", "duration", "exception",
+    "traceback",
 }
 ANSI_ESCAPE = "\x1b["
 
@@ -76,13 +77,14 @@ def operator(job_id: str = JOB) -> dict[str, str]:
 
 
 def add_execution(job_id: str, *, status: str, age: timedelta, exception: str = "") -> int:
-    """A quarter-second run scheduled `age` ago; its id."""
+    """A quarter-second run scheduled `age` ago, started 0.1 s late; its id."""
     return record_execution(
         job_id,
         minutes_ago=age / timedelta(minutes=1),
         status=status,
         duration=0.25,
         exception=exception or None,
+        lateness=0.1,
     ).id
 
 
@@ -558,10 +560,12 @@ def test_history_lists_executions_newest_first_with_filters_and_limit(synced):
     assert ids("--limit", "1") == [other]
     table = scheduler("history").lines
     assert re.split(r"\s{2,}", table[0]) == [
-        "ID", "JOB", "STATUS", "RUN TIME (UTC)", "DURATION", "EXCEPTION",
+        "ID", "JOB", "STATUS", "RUN TIME (UTC)", "LATENESS", "DURATION", "EXCEPTION",
     ]
-    assert re.match(rf"{failed} +{re.escape(JOB)} +error .*\(2 h ago\) +0\.25s +KeyError\('x'\)$",
-                    table[2])
+    assert re.match(
+        rf"{failed} +{re.escape(JOB)} +error .*\(2 h ago\) +0\.10s +0\.25s +KeyError\('x'\)$",
+        table[2],
+    )
     assert "JOB" not in scheduler("history", JOB).lines[0]
 
 
@@ -572,6 +576,7 @@ def test_history_json_uses_the_api_execution_fields(synced):
 
     assert set(execution) == API_EXECUTION_FIELDS
     assert (execution["job"], execution["status"], execution["duration"]) == (JOB, "error", 0.25)
+    assert execution["lateness"] == 0.1
 
 
 def test_history_defaults_to_twenty_entries(synced):

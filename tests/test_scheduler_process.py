@@ -59,6 +59,27 @@ def test_reschedule_takes_effect_at_once_and_pause_stops_every_later_run(start_s
     assert DjangoJob.objects.get(id="probe.record").next_run_time is None
 
 
+def test_every_run_records_when_it_really_started_and_how_late(start_scheduler):
+    start_scheduler()
+
+    services.reschedule_job(trigger_spec=EVERY_SECOND, **operator(job_id="probe.record"))
+    wait_for(lambda: DjangoJobExecution.objects.filter(
+        job_id="probe.record", status=DjangoJobExecution.SUCCESS).count() >= 2, timeout=10)
+    services.pause_job(**operator(job_id="probe.record"))
+
+    probes = {probe.started_at for probe in ProbeRun.objects.filter(job_id="probe.record")}
+    runs = [
+        selectors.ExecutionView.from_row(row)
+        for row in selectors.execution_queryset(job_id="probe.record", status="success")
+    ]
+    for run in runs:
+        # Recorded just before the function was called: after the due time, before
+        # the function's own first statement.
+        assert run.started is not None
+        assert run.run_time <= run.started <= min(p for p in probes if p >= run.started)
+        assert run.lateness == round((run.started - run.run_time).total_seconds(), 3)
+
+
 def test_job_whose_function_is_gone_is_kept_and_reported(start_scheduler):
     services.sync_jobs_from_code()
     copy_stored_job("probe.record", "renamed.job", func="tests.testapp.jobs:renamed_away",

@@ -10,7 +10,7 @@ import pytest
 from django.db.models import Count
 from django_apscheduler.models import DjangoJobExecution
 
-from scheduler_app import services
+from scheduler_app import selectors, services
 from scheduler_app.models import EXECUTION_LOST, EXECUTION_QUEUED
 from tests.conftest import edit_stored_job, wait_for
 from tests.testapp.models import ProbeRun
@@ -47,6 +47,11 @@ def test_every_run_of_a_one_second_job_executes_once_in_a_worker(start_scheduler
     assert 7 <= executions.count() <= 10
     assert set(executions.values_list("status", flat=True)) == {DjangoJobExecution.SUCCESS}
     assert all(e.finished is not None and e.duration is not None for e in executions)
+    # The worker recorded when each run started: after it was due, before it finished.
+    assert all(
+        e.run_time <= e.record.started_at <= selectors.ExecutionView.from_row(e).finished
+        for e in executions.select_related("record")
+    )
     assert ProbeRun.objects.count() == executions.count()
     assert not executions.values("run_time").annotate(n=Count("id")).filter(n__gt=1).exists()
     runners = set(ProbeRun.objects.values_list("pid", flat=True))

@@ -46,12 +46,11 @@ def time_cell(moment: datetime | None) -> SafeString:
     )
 
 
-def started_at(execution: selectors.ExecutionView) -> datetime | None:
-    """When a run started, if it finished."""
-    # django-apscheduler records when a run finished and how long it took, not its start.
-    if execution.finished is None or execution.duration is None:
-        return None
-    return execution.finished - timedelta(seconds=execution.duration)
+def lateness(execution: selectors.ExecutionView) -> str:
+    """How late a run started, as "0.35 s late" ("—" if it has not started)."""
+    if execution.lateness is None:
+        return "—"
+    return f"{execution.lateness:.2f} s"
 
 
 def muted(text: str) -> SafeString:

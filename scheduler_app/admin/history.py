@@ -20,8 +20,8 @@ from scheduler_app.admin.base import SchedulerModelAdmin, can_view_jobs
 from scheduler_app.admin.display import (
     change_diff,
     job_url,
+    lateness,
     muted,
-    started_at,
     status_badge,
     time_cell,
 )
@@ -59,14 +59,15 @@ class ExecutionAdmin(JobHistoryAdmin):
 
     changelist_title = "Job executions"
     list_display = (
-        "scheduled", "job_link", "status_badge", "ran", "duration_seconds", "exception_summary",
+        "scheduled", "job_link", "status_badge", "ran", "lateness", "duration_seconds",
+        "exception_summary",
     )
     list_display_links = ("scheduled",)
     list_filter = (ExecutionStatusFilter, JobIdFilter, "run_time")
     search_fields = ("job__id", "exception")
     fields = (
-        "job_link", "status_badge", "scheduled", "started", "finished_at", "duration_seconds",
-        "exception", "traceback_block",
+        "job_link", "status_badge", "scheduled", "started", "lateness", "finished_at",
+        "duration_seconds", "exception", "traceback_block",
     )
     readonly_fields = fields
 
@@ -83,7 +84,11 @@ class ExecutionAdmin(JobHistoryAdmin):
 
     @admin.display(description="Started")
     def started(self, row: DjangoJobExecution) -> SafeString:
-        return time_cell(started_at(selectors.ExecutionView.from_row(row)))
+        return time_cell(selectors.ExecutionView.from_row(row).started)
+
+    @admin.display(description="Lateness")
+    def lateness(self, row: DjangoJobExecution) -> str:
+        return lateness(selectors.ExecutionView.from_row(row))
 
     @admin.display(description="Finished", ordering="finished")
     def finished_at(self, row: DjangoJobExecution) -> SafeString:
@@ -94,7 +99,7 @@ class ExecutionAdmin(JobHistoryAdmin):
         # Times of day only: a run starts and ends close to its scheduled time, whose
         # date is in the column before.
         execution = selectors.ExecutionView.from_row(row)
-        started, finished = started_at(execution), execution.finished
+        started, finished = execution.started, execution.finished
         if started is None or finished is None:
             return format_html("{}", "—")
         return format_html(

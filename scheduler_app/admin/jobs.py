@@ -30,9 +30,9 @@ from scheduler_app.admin.display import (
     change_diff,
     execution_url,
     job_url,
+    lateness,
     muted,
     relative_time,
-    started_at,
     status_badge,
     time_cell,
 )
@@ -277,7 +277,7 @@ class JobAdmin(DashboardPageMixin, SchedulerModelAdmin):
             "default_schedule": _describe_spec(job.default_schedule),
             "arguments": _arguments(job),
             "executions": [
-                (execution, started_at(execution), relative_time(execution.run_time))
+                (execution, lateness(execution), relative_time(execution.run_time))
                 for execution in executions
             ],
             "changes": _with_diffs(changes),

@@ -64,7 +64,13 @@ class ExecutionSerializer(serializers.Serializer):
     status = serializers.CharField(
         read_only=True, help_text="running, success, error, missed or max_instances."
     )
-    run_time = serializers.DateTimeField(read_only=True)
+    run_time = serializers.DateTimeField(read_only=True, help_text="When the run was due.")
+    started = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When the run really started; null until then."
+    )
+    lateness = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="Seconds from run_time to started."
+    )
     finished = serializers.DateTimeField(read_only=True, allow_null=True)
     duration = serializers.FloatField(
         read_only=True, allow_null=True, help_text="Seconds the run took."
@@ -96,6 +102,8 @@ def _run_representation(
     representation.update(
         status=run.status,
         run_time=moment(run.run_time),
+        started=moment(run.started),
+        lateness=run.lateness,
         finished=moment(run.finished),
         duration=run.duration,
         exception=run.exception,

@@ -97,13 +97,14 @@ def schedule_preview(
 def executions_table(
     executions: Sequence[ExecutionView], *, job_id: str | None, now: datetime, style: Any
 ) -> list[str]:
-    headers = ["ID", "JOB", "STATUS", f"RUN TIME ({zone()})", "DURATION", "EXCEPTION"]
+    headers = ["ID", "JOB", "STATUS", f"RUN TIME ({zone()})", "LATENESS", "DURATION", "EXCEPTION"]
     rows = [
         [
             str(execution.id),
             execution.job_id,
             _status_cell(execution),
             output.when(execution.run_time, now=now),
+            output.seconds(execution.lateness),
             output.seconds(execution.duration),
             execution.exception or "",
         ]
