@@ -92,7 +92,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Django's ModelBackend, with a user's permissions read in one statement instead of
 # two ORM queries: the permission check of every API and admin request.
-AUTHENTICATION_BACKENDS = ["project.auth_backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["scheduler_app.auth_backends.ModelBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

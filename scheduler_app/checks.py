@@ -1,12 +1,17 @@
-"""System checks for the SCHEDULER_APP settings: `manage.py check` names a bad value."""
+"""
+System checks: `manage.py check` names a missing piece of the installation and a bad
+SCHEDULER_APP value before anything runs.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.apps import apps
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Tags, Warning, register
+from django.urls import NoReverseMatch, reverse
 
 from scheduler_app.conf import DEFAULTS
 
@@ -14,6 +19,43 @@ POSITIVE_NUMBERS = (
     "POLL_INTERVAL", "MAX_SLEEP", "HEARTBEAT_INTERVAL", "HEARTBEAT_TIMEOUT", "MAX_RETRY_DELAY",
     "LEASE_TTL", "LOST_RUN_TIMEOUT",
 )
+
+
+# What a project must add to INSTALLED_APPS, besides Django's own auth and contenttypes
+# (which every startproject has): in this order, though any order works.
+REQUIRED_APPS = ("rest_framework", "django_apscheduler")
+API_URL_LINE = 'path("api/scheduler/", include("scheduler_app.api.urls"))'
+
+
+def missing_app_message(app_name: str) -> str:
+    return (
+        f'scheduler_app needs "{app_name}" in INSTALLED_APPS: add "rest_framework", '
+        '"django_apscheduler" and "scheduler_app" to INSTALLED_APPS.'
+    )
+
+
+@register()
+def check_installed_apps(app_configs: Any, **kwargs: Any) -> list[Error]:
+    return [
+        Error(missing_app_message(app_name), id="scheduler_app.E010")
+        for app_name in REQUIRED_APPS
+        if not apps.is_installed(app_name)
+    ]
+
+
+@register(Tags.urls)
+def check_api_urls(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    try:
+        reverse("scheduler_api:api-root")
+    except NoReverseMatch:
+        return [
+            Warning(
+                "The scheduler API is not in the URLconf.",
+                hint=f"Add {API_URL_LINE} to your project's urlpatterns.",
+                id="scheduler_app.W001",
+            )
+        ]
+    return []
 
 
 @register()

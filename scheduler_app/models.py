@@ -83,6 +83,29 @@ class JobRecord(models.Model):
         return f"{self.job_id} v{self.version}"
 
 
+class Job(DjangoJob):
+    """django-apscheduler's job row under this app's name, for the admin.
+
+    A proxy (no table of its own): the admin lists jobs as "Scheduler › Jobs" instead
+    of django-apscheduler's "Django APScheduler › Django jobs". Permissions stay
+    django-apscheduler's (`django_apscheduler.view_djangojob`, `change_djangojob`).
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = "job"
+        verbose_name_plural = "jobs"
+
+
+class Run(DjangoJobExecution):
+    """django-apscheduler's execution row under this app's name: one run of a job."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "run"
+        verbose_name_plural = "runs"
+
+
 class JobChange(models.Model):
     """One committed change to a job: who, what, through which door, before and after.
 
@@ -112,6 +135,8 @@ class JobChange(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["job_id", "-id"], name="jobchange_job_newest")]
+        verbose_name = "change"
+        verbose_name_plural = "changes"
 
     def __str__(self) -> str:
         return f"{self.job_id} {self.action} by {self.actor} ({self.source})"

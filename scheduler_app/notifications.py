@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
-import psycopg
 from django.db import DatabaseError, connection, connections
 from django.db.models import Max
 
@@ -86,7 +86,7 @@ class ChangeListener(threading.Thread):
             try:
                 self.listen()
                 delay = 0.5
-            except (DatabaseError, psycopg.Error) as error:
+            except DatabaseError as error:
                 logger.warning("Change listener lost the database (%s); retrying in %.1fs",
                                error, delay)
                 self.stopping.wait(delay)
@@ -106,6 +106,15 @@ class PostgresListener(ChangeListener):
     mode = "notify"
 
     def listen(self) -> None:
+        # Imported here: SQLite users need not install PostgreSQL's driver.
+        import psycopg
+
+        try:
+            self._listen(psycopg)
+        except psycopg.Error as error:  # our own connection: Django does not wrap its errors
+            raise DatabaseError(str(error)) from error
+
+    def _listen(self, psycopg: Any) -> None:
         params = connection.get_connection_params()
         params["autocommit"] = True
         with psycopg.connect(**params) as listen_connection:

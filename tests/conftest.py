@@ -160,7 +160,7 @@ def count_queries(client: Client, path: str) -> int:
 def run_action(client: Client, action: str, *job_ids: str) -> list[str]:
     """Apply an action of the admin's job list to jobs; return the messages the user sees."""
     response = client.post(
-        reverse("admin:django_apscheduler_djangojob_changelist"),
+        reverse("admin:scheduler_app_job_changelist"),
         {"action": action, "_selected_action": list(job_ids), "index": 0},
     )
     assert response.status_code == 302, response.content.decode()[:500]

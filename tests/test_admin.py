@@ -17,7 +17,7 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import selectors, services
 from scheduler_app.admin import ExecutionAdmin, JobAdmin
-from scheduler_app.models import JobChange, RunRequest
+from scheduler_app.models import Job, JobChange, Run, RunRequest
 from tests.conftest import (
     break_function_reference,
     copy_job_with_record,
@@ -33,7 +33,7 @@ from tests.conftest import (
 pytestmark = pytest.mark.django_db
 
 JOB = "reports.weekly"
-CHANGELIST = "/admin/django_apscheduler/djangojob/"
+CHANGELIST = "/admin/scheduler_app/job/"
 EVERY_FIVE_MINUTES = {"trigger": "cron", "trigger_args": {"crontab": "*/5 * * * *"}}
 
 
@@ -58,16 +58,16 @@ def outsider(synced) -> Client:
 
 
 def change_url(job_id: str = JOB) -> str:
-    return reverse("admin:django_apscheduler_djangojob_change", args=[quote(job_id)])
+    return reverse("admin:scheduler_app_job_change", args=[quote(job_id)])
 
 
 def preview_url(job_id: str = JOB) -> str:
-    return reverse("admin:django_apscheduler_djangojob_preview", args=[quote(job_id)])
+    return reverse("admin:scheduler_app_job_preview", args=[quote(job_id)])
 
 
 def operation_url(operation: str, job_id: str = JOB) -> str:
     return reverse(
-        "admin:django_apscheduler_djangojob_operation", args=[quote(job_id), operation]
+        "admin:scheduler_app_job_operation", args=[quote(job_id), operation]
     )
 
 
@@ -79,12 +79,27 @@ def schedule_data(version: int, trigger: str, **fields: Any) -> dict[str, Any]:
 
 
 def test_our_admins_replace_django_apschedulers_own():
-    assert isinstance(admin.site._registry[DjangoJob], JobAdmin)
-    assert isinstance(admin.site._registry[DjangoJobExecution], ExecutionAdmin)
+    assert isinstance(admin.site._registry[Job], JobAdmin)
+    assert isinstance(admin.site._registry[Run], ExecutionAdmin)
+    assert not admin.site.is_registered(DjangoJob)
+    assert not admin.site.is_registered(DjangoJobExecution)
+
+
+def test_admin_index_speaks_the_schedulers_language(synced, admin_client):
+    page = admin_client.get("/admin/").content.decode()
+
+    section = page[page.index('class="app-scheduler_app'):]
+    section = section[: section.index("</table>")]
+    assert ">Scheduler<" in section
+    names = re.findall(r'<a href="/admin/scheduler_app/\w+/">(\w+)</a>', section)
+    assert names == ["Changes", "Jobs", "Runs"]
+    assert "Django APScheduler" not in page and "Django jobs" not in page
+    jobs_page = admin_client.get(CHANGELIST).content.decode()
+    assert "<title>Jobs |" in jobs_page and "django job" not in jobs_page.lower()
 
 
 def test_nobody_adds_or_deletes_jobs_through_the_admin(synced, admin_client):
-    assert admin_client.get("/admin/django_apscheduler/djangojob/add/").status_code == 403
+    assert admin_client.get("/admin/scheduler_app/job/add/").status_code == 403
     response = admin_client.post(change_url().replace("/change/", "/delete/"), {"post": "yes"})
 
     assert response.status_code == 403
@@ -529,7 +544,7 @@ def test_view_only_user_sees_the_job_page_but_cannot_change_it(viewer):
         CHANGELIST,
         f"{CHANGELIST}{JOB}/change/",
         f"{CHANGELIST}dashboard/",
-        "/admin/django_apscheduler/djangojobexecution/",
+        "/admin/scheduler_app/run/",
         "/admin/scheduler_app/jobchange/",
     ],
 )

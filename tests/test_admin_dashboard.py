@@ -18,7 +18,7 @@ from tests.conftest import last_sunday, record_execution, staff_client
 pytestmark = pytest.mark.django_db
 
 JOB = "reports.weekly"
-DASHBOARD = "/admin/django_apscheduler/djangojob/dashboard/"
+DASHBOARD = "/admin/scheduler_app/job/dashboard/"
 PARIS = ZoneInfo("Europe/Paris")
 
 

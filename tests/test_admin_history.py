@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 JOB = "reports.weekly"
 EVERY_FIVE_MINUTES = {"trigger": "cron", "trigger_args": {"crontab": "*/5 * * * *"}}
-EXECUTIONS = "/admin/django_apscheduler/djangojobexecution/"
+EXECUTIONS = "/admin/scheduler_app/run/"
 CHANGES = "/admin/scheduler_app/jobchange/"
 
 
@@ -54,7 +54,7 @@ def test_executions_list_newest_first_with_status_times_duration_and_exception(
         assert f">{label}</span>" in page
     assert "ValueError: bad row 12" in page
     assert "1.50 s" in page
-    assert f'href="{reverse("admin:django_apscheduler_djangojob_change", args=[JOB])}"' in page
+    assert f'href="{reverse("admin:scheduler_app_job_change", args=[JOB])}"' in page
 
 
 @pytest.mark.parametrize("status", list(EXECUTION_STATUS_SLUGS.values()))
@@ -80,7 +80,7 @@ def test_executions_filter_by_job_and_date(admin_client, executions):
 
 def test_execution_page_shows_the_traceback_and_cannot_be_changed(admin_client, executions):
     url = reverse(
-        "admin:django_apscheduler_djangojobexecution_change", args=[executions["error"].id]
+        "admin:scheduler_app_run_change", args=[executions["error"].id]
     )
 
     page = admin_client.get(url)

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase
 
-from project.auth_backends import ModelBackend
+from scheduler_app.auth_backends import ModelBackend
 
 # A few permissions of different apps, so that app labels matter.
 CODENAMES = [

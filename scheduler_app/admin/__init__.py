@@ -16,17 +16,19 @@ The pages live in `jobs` (the job list, change page and its endpoints), `dashboa
 
 from __future__ import annotations
 
+# django-apscheduler's registrations are made here, whatever the order of
+# INSTALLED_APPS, so that they can be taken back: the admin's autodiscovery will
+# not import that module a second time.
+import django_apscheduler.admin  # noqa: F401 - registers django-apscheduler's pages
 from django.contrib import admin
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app.admin.history import ExecutionAdmin, JobChangeAdmin
 from scheduler_app.admin.jobs import JobAdmin
-from scheduler_app.models import JobChange
+from scheduler_app.models import Job, JobChange, Run
 
 __all__ = ["ExecutionAdmin", "JobAdmin", "JobChangeAdmin"]
 
-# django-apscheduler's admin.py is imported first (its app comes first in
-# INSTALLED_APPS); take its registrations back before making ours.
 for _model in (DjangoJob, DjangoJobExecution):
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
@@ -37,6 +39,8 @@ for _model in (DjangoJob, DjangoJobExecution):
 if admin.site.index_template is None:
     admin.site.index_template = "admin/scheduler_app/index.html"
 
-admin.site.register(DjangoJob, JobAdmin)
-admin.site.register(DjangoJobExecution, ExecutionAdmin)
+# Under this app's name ("Scheduler": Jobs, Runs, Changes), through proxy models of
+# django-apscheduler's tables.
+admin.site.register(Job, JobAdmin)
+admin.site.register(Run, ExecutionAdmin)
 admin.site.register(JobChange, JobChangeAdmin)

@@ -106,8 +106,8 @@ def _shown(value: Any) -> str:
 
 
 def execution_url(execution_id: int) -> str:
-    return reverse("admin:django_apscheduler_djangojobexecution_change", args=[execution_id])
+    return reverse("admin:scheduler_app_run_change", args=[execution_id])
 
 
 def job_url(job_id: str) -> str:
-    return reverse("admin:django_apscheduler_djangojob_change", args=[quote(job_id)])
+    return reverse("admin:scheduler_app_job_change", args=[quote(job_id)])

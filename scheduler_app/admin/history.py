@@ -57,7 +57,7 @@ class JobHistoryAdmin(SchedulerModelAdmin):
 class ExecutionAdmin(JobHistoryAdmin):
     """Every recorded run, newest first; the traceback on the detail page."""
 
-    changelist_title = "Job executions"
+    changelist_title = "Runs"
     list_display = (
         "scheduled", "job_link", "status_badge", "ran", "lateness", "duration_seconds",
         "exception_summary",
@@ -126,7 +126,7 @@ class ExecutionAdmin(JobHistoryAdmin):
 class JobChangeAdmin(JobHistoryAdmin):
     """The audit trail: who changed which job, when, through which front door, and how."""
 
-    changelist_title = "Audit trail"
+    changelist_title = "Changes"
     list_display = (
         "created_at", "job_link", "action", "actor", "source", "version", "before_after",
     )

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_POST
 from django_apscheduler.models import DjangoJob
 
 from scheduler_app import selectors, services, triggers
-from scheduler_app.admin.base import SchedulerModelAdmin, actor
+from scheduler_app.admin.base import CHANGE_JOBS, SchedulerModelAdmin, actor, can_view_jobs
 from scheduler_app.admin.dashboard import DashboardPageMixin
 from scheduler_app.admin.display import (
     change_diff,
@@ -67,7 +67,7 @@ class JobChangeList(ChangeList):
 class JobAdmin(DashboardPageMixin, SchedulerModelAdmin):
     """Jobs: list, filter, pause, resume, run now, reset and reschedule."""
 
-    changelist_title = "Scheduled jobs"
+    changelist_title = "Jobs"
     list_display = (
         "id", "job_name", "schedule", "next_run", "enabled", "last_run", "flags",
     )
@@ -87,6 +87,17 @@ class JobAdmin(DashboardPageMixin, SchedulerModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return JobChangeList
+
+    # django-apscheduler's permissions on its job model, not the proxy's own.
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return can_view_jobs(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_view_jobs(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(CHANGE_JOBS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -243,7 +254,7 @@ class JobAdmin(DashboardPageMixin, SchedulerModelAdmin):
         )
         if "_continue" in request.POST:
             return redirect(job_url(job.id))
-        return redirect("admin:django_apscheduler_djangojob_changelist")
+        return redirect("admin:scheduler_app_job_changelist")
 
     def _render_change_page(
         self,
@@ -282,7 +293,7 @@ class JobAdmin(DashboardPageMixin, SchedulerModelAdmin):
             ],
             "changes": _with_diffs(changes),
             "preview_url": reverse(
-                "admin:django_apscheduler_djangojob_preview", args=[quote(job.id)]
+                "admin:scheduler_app_job_preview", args=[quote(job.id)]
             ),
             "time_zones": sorted(zoneinfo.available_timezones()),
             "scheduler_zone": app_settings.timezone.key,

@@ -17,11 +17,11 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import ISO_8601, serializers
 from rest_framework.settings import api_settings
 
 from scheduler_app import triggers
+from scheduler_app.api.openapi import extend_schema_field
 from scheduler_app.models import JobChange, RunRequest
 from scheduler_app.selectors import ExecutionView, JobView
 

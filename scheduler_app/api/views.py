@@ -12,13 +12,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import (
-    OpenApiExample,
-    OpenApiParameter,
-    OpenApiResponse,
-    extend_schema,
-)
 from rest_framework import routers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -33,6 +26,13 @@ from scheduler_app.api.filters import (
     ExecutionFilterSerializer,
     JobFilterSerializer,
     query_filters,
+)
+from scheduler_app.api.openapi import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    OpenApiTypes,
+    extend_schema,
 )
 from scheduler_app.api.pagination import SchedulerPagination
 from scheduler_app.api.parsers import MAX_BODY_BYTES, StrictJSONParser

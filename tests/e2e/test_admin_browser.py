@@ -20,8 +20,8 @@ from tests.testapp.models import ProbeRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-JOBS = "/admin/django_apscheduler/djangojob/"
-EXECUTIONS = "/admin/django_apscheduler/djangojobexecution/"
+JOBS = "/admin/scheduler_app/job/"
+EXECUTIONS = "/admin/scheduler_app/run/"
 PROBE = "probe.record"
 
 
