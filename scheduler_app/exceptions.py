@@ -27,13 +27,33 @@ class JobNotFound(SchedulerError):
         super().__init__(f"No job with id {job_id!r}.")
 
 
-class InvalidTrigger(SchedulerError):
-    """A trigger spec is malformed or describes a schedule that cannot work."""
+class InvalidInput(SchedulerError):
+    """A value the caller sent is refused; `field` names it (the API's 400)."""
+
+    code = "invalid"
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         self.field = field
         super().__init__(f"{field}: {message}" if field else message)
         self.detail = message
+
+
+class InvalidTrigger(InvalidInput):
+    """A trigger spec is malformed or describes a schedule that cannot work."""
+
+    code = "invalid_trigger"
+
+
+class InvalidPolicy(InvalidInput):
+    """A run policy value is out of range or of the wrong type."""
+
+    code = "invalid_policy"
+
+
+class InvalidArguments(InvalidInput):
+    """Keyword arguments for a run do not fit the job function's signature."""
+
+    code = "invalid_arguments"
 
 
 class VersionConflict(SchedulerError):

@@ -35,6 +35,7 @@ from django_apscheduler import util
 from django_apscheduler.jobstores import DjangoJobStore
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
+from scheduler_app import services
 from scheduler_app.conf import app_settings
 from scheduler_app.models import (
     EXECUTION_LOST,
@@ -87,13 +88,22 @@ class JobStore(DjangoJobStore):
             events.EVENT_JOB_SUBMITTED | events.EVENT_JOB_MAX_INSTANCES,
         )
         add_listener(
-            util.retry_on_db_operational_error(self.handle_execution_event),
-            events.EVENT_JOB_EXECUTED,
+            util.retry_on_db_operational_error(self.record_outcome),
+            events.EVENT_JOB_EXECUTED | events.EVENT_JOB_ERROR | events.EVENT_JOB_MISSED,
         )
-        add_listener(
-            util.retry_on_db_operational_error(self.handle_error_event),
-            events.EVENT_JOB_ERROR | events.EVENT_JOB_MISSED,
-        )
+
+    def record_outcome(self, event: events.JobExecutionEvent) -> None:
+        """Record a run's outcome and count it toward the job's `pause_after_failures`,
+        in one transaction: the failure that pauses a job and the pause commit together."""
+        with transaction.atomic():
+            if event.code == events.EVENT_JOB_EXECUTED:
+                self.handle_execution_event(event)
+            else:
+                self.handle_error_event(event)
+            if event.code != events.EVENT_JOB_MISSED:
+                services.record_run_outcome(
+                    job_id=event.job_id, failed=event.code == events.EVENT_JOB_ERROR
+                )
 
     @util.retry_on_db_operational_error
     def lookup_job(self, job_id: str) -> Job | None:

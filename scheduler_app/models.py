@@ -60,6 +60,9 @@ class Source(models.TextChoices):
     ADMIN = "admin", "Admin"
     CLI = "cli", "Command line"
     CODE = "code", "Code (scheduler start)"
+    # The scheduler process itself: an auto-pause after failures, a resume at
+    # `paused_until`.
+    SCHEDULER = "scheduler", "Scheduler process"
 
 
 class JobRecord(models.Model):
@@ -78,6 +81,18 @@ class JobRecord(models.Model):
     name = models.CharField(max_length=255, blank=True, db_index=True)
     trigger_type = models.CharField(max_length=16, blank=True, db_index=True)
     updated_at = models.DateTimeField(default=timezone.now)
+    # The run policy APScheduler does not keep on its job (max_instances, coalesce
+    # and misfire_grace_time live in `job_state`): pause after this many failed
+    # runs in a row (None: never), and how many runs in a row have failed.
+    pause_after_failures = models.PositiveIntegerField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    # Why, by whom, since when and until when the job is paused; all None while it
+    # runs (None, not "": "no reason given" and "not paused" read alike, as the API's
+    # null). `paused_until` is indexed: the scheduler looks for jobs due to resume.
+    paused_reason = models.CharField(max_length=500, null=True, blank=True)  # noqa: DJ001
+    paused_by = models.CharField(max_length=150, null=True, blank=True)  # noqa: DJ001
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_until = models.DateTimeField(null=True, blank=True, db_index=True)
 
     def __str__(self) -> str:
         return f"{self.job_id} v{self.version}"
@@ -122,6 +137,7 @@ class JobChange(models.Model):
         RESUMED = "resumed", "Resumed"
         RESET = "reset", "Reset to code default"
         RUN_REQUESTED = "run_requested", "Run requested"
+        POLICY_CHANGED = "policy_changed", "Run policy changed"
 
     job_id = models.CharField(max_length=255)
     version = models.PositiveBigIntegerField(help_text="The job's version after this change.")

@@ -17,6 +17,7 @@ from typing import Any
 from apscheduler.util import obj_to_ref
 
 from scheduler_app.exceptions import DuplicateJobId
+from scheduler_app.policy import validate_policy
 
 TRIGGER_TYPES = ("cron", "interval", "date")
 
@@ -36,6 +37,17 @@ class JobDeclaration:
     max_instances: int = 1
     misfire_grace_time: int | None = None
     coalesce: bool = True
+    pause_after_failures: int | None = None
+
+    @property
+    def policy(self) -> dict[str, Any]:
+        """The default run policy, which `reset` restores."""
+        return {
+            "max_instances": self.max_instances,
+            "coalesce": self.coalesce,
+            "misfire_grace_time": self.misfire_grace_time,
+            "pause_after_failures": self.pause_after_failures,
+        }
 
     @property
     def trigger_spec(self) -> dict[str, Any]:
@@ -97,13 +109,15 @@ def scheduled_job(
     max_instances: int = 1,
     misfire_grace_time: int | None = None,
     coalesce: bool = True,
+    pause_after_failures: int | None = None,
     **trigger_args: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare the decorated function as a scheduled job with a default schedule.
 
     `trigger` is "cron", "interval" or "date"; the other keyword arguments that are
     not job options are the trigger's arguments, as APScheduler takes them. The
-    default schedule is validated now, so a typo fails at startup, not at 3 a.m.
+    default schedule and run policy are validated now, so a typo fails at startup,
+    not at 3 a.m. `pause_after_failures=N` pauses the job when N runs in a row fail.
     """
     if trigger not in TRIGGER_TYPES:
         raise ValueError(f"trigger must be one of {', '.join(TRIGGER_TYPES)}, not {trigger!r}")
@@ -135,7 +149,9 @@ def scheduled_job(
                 else app_settings.MISFIRE_GRACE_TIME
             ),
             coalesce=coalesce,
+            pause_after_failures=pause_after_failures,
         )
+        validate_policy(declaration.policy)
         # allow_past: a one-off date job whose date has gone by must not stop startup.
         build_trigger(declaration.trigger_spec, timezone=app_settings.timezone, allow_past=True)
         registry.declare(declaration)

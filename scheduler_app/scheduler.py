@@ -7,13 +7,14 @@ It replaces `BaseScheduler._process_jobs` (APScheduler 3.11), whose unlocked rea
 and whole-job write-back undo a pause committed in between, with a pass that:
 
 1. does nothing unless this process holds the leadership lease (`leadership`);
-2. claims pending run-now requests and due jobs under row locks, fenced by the
+2. resumes the paused jobs whose `paused_until` has come (`services.resume_jobs_due`);
+3. claims pending run-now requests and due jobs under row locks, fenced by the
    lease, advancing next run times and recording each claimed run in the same
    transaction (`JobStore.claim_due_jobs`), then commits;
-3. only then submits the claimed runs to the executor (at most once per run time);
-4. sleeps until the store's next run time, at most MAX_SLEEP, or until the change
-   listener wakes it (LISTEN/NOTIFY or polling);
-5. on a database error, logs, drops the connection and retries with back-off
+4. only then submits the claimed runs to the executor (at most once per run time);
+5. sleeps until the store's next run time or pause end, at most MAX_SLEEP, or until
+   the change listener wakes it (LISTEN/NOTIFY or polling);
+6. on a database error, logs, drops the connection and retries with back-off
    instead of letting the exception end the loop.
 
 A coordinator thread renews the lease and writes the heartbeat the status
@@ -40,6 +41,7 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 
+from scheduler_app import selectors, services
 from scheduler_app.conf import app_settings
 from scheduler_app.jobstore import ClaimedRun, JobStore
 from scheduler_app.leadership import Leadership, LeadershipLost, new_instance_name
@@ -98,13 +100,16 @@ class Scheduler(BlockingScheduler):
         fence = self.leadership.fence
         try:
             with self._jobstores_lock:
+                services.resume_jobs_due(now=now)
                 claimed = self.jobstore.claim_run_requests(now, fence=fence)
                 claimed += self.jobstore.claim_due_jobs(now, fence=fence)
             if self.jobstore.dispatch is None:  # else the claim handed them to task workers
                 for run in claimed:
                     self._submit(run)
             self._sweep_lost_runs()
-            next_run_time = self.jobstore.get_next_run_time()
+            next_run_time = _earliest(
+                self.jobstore.get_next_run_time(), selectors.next_pause_end()
+            )
         except LeadershipLost as reason:
             logger.warning("Not claiming: %s; standing by", reason)
             return self.leadership.ttl / 3
@@ -188,6 +193,10 @@ def _run_recording_starts(job: Job, run_times: list[datetime], logger_name: str)
         events += run_job(job, job._jobstore_alias, [run_time], logger_name)
     job.func = func
     return events
+
+
+def _earliest(*moments: datetime | None) -> datetime | None:
+    return min((moment for moment in moments if moment is not None), default=None)
 
 
 def _task_dispatcher() -> Callable[[str, datetime], None] | None:

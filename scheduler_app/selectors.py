@@ -32,6 +32,7 @@ from scheduler_app.models import (
     EXECUTION_LOST,
     EXECUTION_QUEUED,
     JobChange,
+    JobRecord,
     SchedulerLease,
     SchedulerProcess,
 )
@@ -54,8 +55,15 @@ UNFINISHED_STATUS_SLUGS = ("queued", "running")
 JOB_ORDERINGS = ("id", "-id", "next_run_time", "-next_run_time")
 UPCOMING_COUNT = 5
 _FLOAT_TO_DECIMAL = DecimalContext(prec=15)
-# What a job view is made of: the job's row, its record's version, its newest run.
-_JOB_VIEW_COLUMNS = ("id", "next_run_time", "job_state", "record__version", "last_execution")
+# What a job view is made of: the job's row, its record, its newest run.
+_RECORD_COLUMNS = (
+    "version", "pause_after_failures", "consecutive_failures",
+    "paused_reason", "paused_by", "paused_at", "paused_until",
+)
+_JOB_VIEW_COLUMNS = (
+    "id", "next_run_time", "job_state", "last_execution",
+    *(f"record__{name}" for name in _RECORD_COLUMNS),
+)
 _EXECUTION_COLUMNS = (
     "id", "status", "run_time", "finished", "duration", "exception", "traceback",
 )
@@ -145,9 +153,31 @@ class JobView:
     max_instances: int | None
     misfire_grace_time: int | None
     coalesce: bool | None
+    pause_after_failures: int | None
+    consecutive_failures: int
+    paused_reason: str | None
+    paused_by: str | None
+    paused_at: datetime | None
+    paused_until: datetime | None
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     last_execution: ExecutionView | None
+
+
+@dataclass(frozen=True)
+class _RecordValues:
+    """What a job view takes from the job's `JobRecord` (all empty without one)."""
+
+    version: int = 0
+    pause_after_failures: int | None = None
+    consecutive_failures: int = 0
+    paused_reason: str | None = None
+    paused_by: str | None = None
+    paused_at: datetime | None = None
+    paused_until: datetime | None = None
+
+
+_NO_RECORD = _RecordValues()
 
 
 @dataclass(frozen=True)
@@ -239,18 +269,20 @@ def job_value_rows(**filters: Any) -> QuerySet[Any]:
 def job_views_of_values(rows: Iterable[tuple[Any, ...]]) -> list[JobView]:
     """Views of the tuples `job_value_rows` reads."""
     return [
-        _job_view(job_id, next_run_time, job_state, version,
+        _job_view(job_id, next_run_time, job_state,
+                  _RecordValues(*record) if record[0] is not None else _NO_RECORD,
                   last_execution and ExecutionView.from_json(job_id, last_execution))
-        for job_id, next_run_time, job_state, version, last_execution in rows
+        for job_id, next_run_time, job_state, last_execution, *record in rows
     ]
 
 
 def job_views(rows: Iterable[DjangoJob]) -> list[JobView]:
     """Views of job rows (model instances) from `job_queryset`."""
-    return job_views_of_values(
-        (row.id, row.next_run_time, row.job_state, _version(row), row.last_execution)
+    return [
+        _job_view(row.id, row.next_run_time, row.job_state, _record_values(row),
+                  row.last_execution and ExecutionView.from_json(row.id, row.last_execution))
         for row in rows
-    )
+    ]
 
 
 def get_job(*, job_id: str) -> JobView:
@@ -282,7 +314,7 @@ def locked_job_view(row: DjangoJob) -> JobView:
         .order_by("-run_time").first()
     )
     return _job_view(
-        row.id, row.next_run_time, row.job_state, _version(row),
+        row.id, row.next_run_time, row.job_state, _record_values(row),
         last_execution and ExecutionView.from_row(last_execution),
     )
 
@@ -303,6 +335,22 @@ def change_queryset(*, job_id: str | None = None) -> QuerySet[JobChange]:
     """The audit trail, newest first."""
     rows = JobChange.objects.order_by("-id")
     return rows.filter(job_id=job_id) if job_id is not None else rows
+
+
+def jobs_due_to_resume(*, now: datetime) -> list[str]:
+    """Paused jobs whose `paused_until` has come, soonest first."""
+    records = JobRecord.objects.filter(paused_until__lte=now, job__next_run_time__isnull=True)
+    return list(records.order_by("paused_until").values_list("job_id", flat=True))
+
+
+def next_pause_end() -> datetime | None:
+    """The soonest `paused_until` of a paused job: the scheduler wakes up for it."""
+    return (
+        JobRecord.objects.filter(paused_until__isnull=False, job__next_run_time__isnull=True)
+        .order_by("paused_until")
+        .values_list("paused_until", flat=True)
+        .first()
+    )
 
 
 def job_exists(*, job_id: str) -> bool:
@@ -455,16 +503,18 @@ def _stored_state(job_id: str, job_state: bytes) -> _StoredState:
     )
 
 
-def _version(row: DjangoJob) -> int | None:
+def _record_values(row: DjangoJob) -> _RecordValues:
     record = getattr(row, "record", None)  # None: stored by another process, without one
-    return record.version if record else None
+    if record is None:
+        return _NO_RECORD
+    return _RecordValues(*(getattr(record, name) for name in _RECORD_COLUMNS))
 
 
 def _job_view(
     job_id: str,
     next_run_time: datetime | None,
     job_state: bytes | memoryview,
-    version: int | None,
+    record: _RecordValues,
     last_execution: ExecutionView | None,
 ) -> JobView:
     declaration = registry.get(job_id)
@@ -484,7 +534,7 @@ def _job_view(
         enabled=next_run_time is not None,
         next_run_time=next_run_time,
         upcoming=_upcoming(stored, next_run_time, job_state),
-        version=version or 0,
+        version=record.version,
         is_default_schedule=stored.is_default_schedule,
         default_schedule=declaration.trigger_spec if declaration else None,
         broken=not stored.readable or not function_is_importable(stored.func),
@@ -492,6 +542,13 @@ def _job_view(
         max_instances=stored.max_instances,
         misfire_grace_time=stored.misfire_grace_time,
         coalesce=stored.coalesce,
+        pause_after_failures=record.pause_after_failures,
+        consecutive_failures=record.consecutive_failures,
+        # A job that runs has no pause note, whatever a record left behind says.
+        paused_reason=record.paused_reason if next_run_time is None else None,
+        paused_by=record.paused_by if next_run_time is None else None,
+        paused_at=record.paused_at if next_run_time is None else None,
+        paused_until=record.paused_until if next_run_time is None else None,
         args=args,
         kwargs=kwargs,
         last_execution=last_execution,

@@ -24,12 +24,14 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 from scheduler_app import notifications, selectors, triggers
 from scheduler_app.conf import app_settings
 from scheduler_app.exceptions import (
+    InvalidInput,
     JobBroken,
     JobNotFound,
     JobStateConflict,
     VersionConflict,
 )
-from scheduler_app.models import JobChange, JobRecord, RunRequest
+from scheduler_app.models import JobChange, JobRecord, RunRequest, Source
+from scheduler_app.policy import policy_of, validate_policy
 from scheduler_app.registry import JobDeclaration, registry
 from scheduler_app.state import (
     UnreadableState,
@@ -40,6 +42,9 @@ from scheduler_app.state import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Who the audit trail names for what the scheduler process does by itself.
+SCHEDULER_ACTOR = "scheduler"
 
 
 @dataclass(frozen=True)
@@ -116,15 +121,57 @@ def _prepare_reschedule(
 
 
 def pause_job(
-    *, job_id: str, actor: str, source: str, expected_version: int | None = None
+    *,
+    job_id: str,
+    actor: str,
+    source: str,
+    expected_version: int | None = None,
+    reason: str | None = None,
+    until: datetime | None = None,
 ) -> ChangeOutcome:
-    """Stop a job from running: no run starts after this commits. Idempotent."""
+    """Stop a job from running: no run starts after this commits.
+
+    `reason` is the operator's note; at `until` (a future, aware date-time) the
+    scheduler resumes the job. Pausing a paused job changes nothing, unless a new
+    reason or end is given: then those are updated.
+    """
+    reason = _pause_reason(reason)
+    if until is not None:
+        _check_pause_end(until)
     with transaction.atomic():
         job = _lock_job(job_id, expected_version)
+        record = job.record
         if job.row.next_run_time is None:
-            return _unchanged(job, "Job is already paused.")
-        job.state["next_run_time"] = None
-        return _commit(job, JobChange.Action.PAUSED, actor, source, "Job paused.")
+            if (reason is None and until is None) or (
+                (reason, until) == (record.paused_reason, record.paused_until)
+            ):
+                return _unchanged(job, "Job is already paused.")
+            message = "Job was already paused; its pause reason and end were updated."
+        else:
+            job.state["next_run_time"] = None
+            record.paused_by, record.paused_at = actor, timezone.now()
+            message = "Job paused."
+        record.paused_reason, record.paused_until = reason, until
+        return _commit(job, JobChange.Action.PAUSED, actor, source, message)
+
+
+def _pause_reason(reason: str | None) -> str | None:
+    if reason is None:
+        return None
+    if not isinstance(reason, str):
+        raise InvalidInput("must be text.", field="reason")
+    reason = " ".join(reason.split())
+    limit = JobRecord._meta.get_field("paused_reason").max_length
+    if len(reason) > limit:
+        raise InvalidInput(f"must be at most {limit} characters.", field="reason")
+    return reason or None
+
+
+def _check_pause_end(until: datetime) -> None:
+    if until.tzinfo is None:
+        raise InvalidInput("must have a time zone offset.", field="until")
+    if until <= timezone.now():
+        raise InvalidInput("must be in the future.", field="until")
 
 
 def resume_job(
@@ -135,21 +182,140 @@ def resume_job(
         job = _lock_job(job_id, expected_version)
         if job.row.next_run_time is not None:
             return _unchanged(job, "Job is already running on its schedule.")
-        _refuse_if_broken(job)
-        next_run_time = _first_fire_time(job.state["trigger"])
-        if next_run_time is None:
-            raise JobStateConflict(
-                f"Job {job_id!r} cannot be resumed: its schedule has no future run "
-                "(reschedule it first)."
-            )
-        job.state["next_run_time"] = next_run_time
+        _resume(job)
         return _commit(job, JobChange.Action.RESUMED, actor, source, "Job resumed.")
+
+
+def _resume(job: _LockedJob) -> None:
+    """Re-arm a locked, paused job and clear its pause note (nothing written yet)."""
+    _refuse_if_broken(job)
+    next_run_time = _first_fire_time(job.state["trigger"])
+    if next_run_time is None:
+        raise JobStateConflict(
+            f"Job {job.row.id!r} cannot be resumed: its schedule has no future run "
+            "(reschedule it first)."
+        )
+    job.state["next_run_time"] = next_run_time
+    _clear_pause(job.record)
+
+
+def _clear_pause(record: JobRecord) -> None:
+    record.paused_reason = record.paused_by = record.paused_at = record.paused_until = None
+
+
+def resume_jobs_due(*, now: datetime | None = None) -> list[str]:
+    """Resume the paused jobs whose `paused_until` has come (the scheduler calls this).
+
+    A job that cannot run again (broken, or a schedule with no future run) stays
+    paused; its end is cleared, with the reason why, so it is not retried every pass.
+    Returns the ids of the jobs resumed.
+    """
+    now = now or timezone.now()
+    resumed = []
+    for job_id in selectors.jobs_due_to_resume(now=now):
+        with transaction.atomic():
+            try:
+                job = _lock_job(job_id, None)
+            except (JobNotFound, JobBroken):
+                continue  # deleted meanwhile, or unreadable: nothing to resume
+            record = job.record
+            if job.row.next_run_time is not None or record.paused_until is None:
+                continue  # resumed or re-paused by someone else meanwhile
+            if record.paused_until > now:
+                continue
+            try:
+                _resume(job)
+            except JobStateConflict as error:
+                record.paused_reason = _pause_reason(
+                    f"Not resumed at {record.paused_until.isoformat()}: {error.message}"
+                )
+                record.paused_until = None
+                _commit(job, JobChange.Action.PAUSED, SCHEDULER_ACTOR, Source.SCHEDULER, "")
+                logger.warning("Job %r stays paused: %s", job_id, error.message)
+                continue
+            _commit(job, JobChange.Action.RESUMED, SCHEDULER_ACTOR, Source.SCHEDULER,
+                    "Job resumed.")
+            resumed.append(job_id)
+    return resumed
+
+
+def set_job_policy(
+    *,
+    job_id: str,
+    policy: Mapping[str, Any],
+    actor: str,
+    source: str,
+    expected_version: int | None = None,
+) -> ChangeOutcome:
+    """Change any of a job's run policy fields (`scheduler_app.policy`)."""
+    changes = validate_policy(policy)
+    with transaction.atomic():
+        job = _lock_job(job_id, expected_version)
+        if all(_policy(job)[name] == value for name, value in changes.items()):
+            return _unchanged(job, "Run policy unchanged.")
+        _apply_policy(job, changes)
+        return _commit(
+            job, JobChange.Action.POLICY_CHANGED, actor, source, "Run policy changed."
+        )
+
+
+def _policy(job: _LockedJob) -> dict[str, Any]:
+    return policy_of(job.state, pause_after_failures=job.record.pause_after_failures)
+
+
+def _apply_policy(job: _LockedJob, policy: Mapping[str, Any]) -> None:
+    for name, value in policy.items():
+        if name == "pause_after_failures":
+            job.record.pause_after_failures = value
+        else:
+            job.state[name] = value
+
+
+def record_run_outcome(*, job_id: str, failed: bool) -> None:
+    """Count a finished run toward `pause_after_failures`, in the transaction that
+    records its outcome.
+
+    A success resets the count. The failure that reaches the job's limit pauses it,
+    in this same transaction: the scheduler never starts a run that a recorded
+    failure should have prevented.
+    """
+    if not failed:
+        # One statement, a no-op for the usual job that did not fail last time.
+        JobRecord.objects.filter(job_id=job_id, consecutive_failures__gt=0).update(
+            consecutive_failures=0
+        )
+        return
+    try:
+        job = _lock_job(job_id, None)
+    except (JobNotFound, JobBroken):
+        return  # deleted meanwhile, or a state nobody can read: nothing to count on
+    record = job.record
+    record.consecutive_failures += 1
+    limit = record.pause_after_failures
+    if limit is None or record.consecutive_failures < limit or job.row.next_run_time is None:
+        record.save(update_fields=["consecutive_failures"])
+        return
+    _auto_pause(job, limit)
+
+
+def _auto_pause(job: _LockedJob, limit: int) -> None:
+    """Pause a job whose `limit`-th run in a row just failed (the one place it happens)."""
+    job.state["next_run_time"] = None
+    record = job.record
+    record.paused_reason = f"Paused after {limit} consecutive failures"
+    record.paused_by, record.paused_at, record.paused_until = (
+        SCHEDULER_ACTOR, timezone.now(), None,
+    )
+    _commit(job, JobChange.Action.PAUSED, SCHEDULER_ACTOR, Source.SCHEDULER,
+            record.paused_reason)
+    logger.warning("Job %r: %s", job.row.id, record.paused_reason)
 
 
 def reset_job(
     *, job_id: str, actor: str, source: str, expected_version: int | None = None
 ) -> ChangeOutcome:
-    """Put a job's schedule and arguments back to its code default; paused stays paused."""
+    """Put a job's schedule, arguments and run policy back to its code default; paused
+    stays paused."""
     with transaction.atomic():
         job = _lock_job(job_id, expected_version)
         declaration = registry.get(job_id)
@@ -163,6 +329,7 @@ def reset_job(
         arguments_changed = (
             list(job.state["args"]) != list(declaration.args)
             or dict(job.state["kwargs"]) != declaration.kwargs
+            or _policy(job) != declaration.policy
         )
         if not arguments_changed and triggers.is_same_schedule(
             job.state["trigger"], declaration.trigger_spec, timezone=app_settings.timezone
@@ -170,6 +337,7 @@ def reset_job(
             return _unchanged(job, "Job already has its code default schedule.")
         job.state["args"] = tuple(declaration.args)
         job.state["kwargs"] = dict(declaration.kwargs)
+        _apply_policy(job, declaration.policy)
         _set_trigger(job, trigger)
         return _commit(job, JobChange.Action.RESET, actor, source, "Job reset to its code default.")
 
@@ -263,8 +431,12 @@ def _add_declared_job(declaration: JobDeclaration, actor: str) -> None:
     row = DjangoJob.objects.create(
         id=declaration.id, next_run_time=state["next_run_time"], job_state=dump_state(state)
     )
-    JobRecord.objects.create(
-        job=row, version=1, name=declaration.name, trigger_type=trigger_type_name(trigger)
+    record = JobRecord.objects.create(
+        job=row,
+        version=1,
+        name=declaration.name,
+        trigger_type=trigger_type_name(trigger),
+        pause_after_failures=declaration.pause_after_failures,
     )
     JobChange.objects.create(
         job_id=declaration.id,
@@ -273,7 +445,7 @@ def _add_declared_job(declaration: JobDeclaration, actor: str) -> None:
         actor=actor,
         source="code",
         before=None,
-        after=_summary(state),
+        after=_summary(state, record),
     )
     notifications.notify_change(declaration.id)
 
@@ -281,15 +453,10 @@ def _add_declared_job(declaration: JobDeclaration, actor: str) -> None:
 def _code_owned_state(declaration: JobDeclaration) -> dict[str, Any]:
     """The state code owns: a restart brings it in line with the declaration.
 
-    Trigger, arguments and paused state are the operator's and are never touched.
+    Trigger, arguments, run policy and paused state are the operator's and are never
+    touched (`reset` restores the code's).
     """
-    return {
-        "func": declaration.func_ref,
-        "name": declaration.name,
-        "max_instances": declaration.max_instances,
-        "misfire_grace_time": declaration.misfire_grace_time,
-        "coalesce": declaration.coalesce,
-    }
+    return {"func": declaration.func_ref, "name": declaration.name}
 
 
 def _lock_job(job_id: str, expected_version: int | None) -> _LockedJob:
@@ -315,7 +482,7 @@ def _lock_job(job_id: str, expected_version: int | None) -> _LockedJob:
     row.record = record
     if expected_version is not None and expected_version != record.version:
         raise VersionConflict(job_id, expected=expected_version, current=record.version)
-    return _LockedJob(row=row, record=record, state=state, before=_summary(state))
+    return _LockedJob(row=row, record=record, state=state, before=_summary(state, record))
 
 
 def _refuse_if_broken(job: _LockedJob) -> None:
@@ -352,7 +519,7 @@ def _commit(
         actor=actor,
         source=source,
         before=job.before,
-        after=_summary(job.state),
+        after=_summary(job.state, job.record),
     )
     notifications.notify_change(job.row.id)
     return ChangeOutcome(job=selectors.locked_job_view(job.row), changed=True, message=message)
@@ -362,13 +529,17 @@ def _unchanged(job: _LockedJob, message: str) -> ChangeOutcome:
     return ChangeOutcome(job=selectors.locked_job_view(job.row), changed=False, message=message)
 
 
-def _summary(state: dict[str, Any]) -> dict[str, Any]:
-    """The part of a job's state the audit trail shows before and after a change."""
+def _summary(state: dict[str, Any], record: JobRecord) -> dict[str, Any]:
+    """The part of a job's state the audit trail shows before and after a change:
+    schedule, paused state with its note, and run policy."""
     fields = triggers.trigger_fields(state["trigger"])
     return {
         **fields,
         "enabled": state["next_run_time"] is not None,
         "next_run_time": isoformat(state["next_run_time"]),
+        "paused_reason": record.paused_reason,
+        "paused_until": isoformat(record.paused_until),
+        **policy_of(state, pause_after_failures=record.pause_after_failures),
     }
 
 

@@ -31,6 +31,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
+from scheduler_app import services
 from scheduler_app.conf import app_settings
 from scheduler_app.models import EXECUTION_QUEUED, ExecutionRecord, JobRecord
 from scheduler_app.state import load_state
@@ -118,9 +119,14 @@ def _refusal(job_id: str, run_time: datetime, state: dict[str, Any]) -> tuple[st
 
 
 def _finish(job_id: str, run_time: datetime, began: float, status: str, **details: str) -> None:
-    DjangoJobExecution.objects.filter(job_id=job_id, run_time=run_time).update(
-        status=status,
-        finished=timezone.now().timestamp(),
-        duration=round(time.monotonic() - began, 2),
-        **details,
-    )
+    # One transaction: the failure that pauses the job and the pause commit together.
+    with transaction.atomic():
+        DjangoJobExecution.objects.filter(job_id=job_id, run_time=run_time).update(
+            status=status,
+            finished=timezone.now().timestamp(),
+            duration=round(time.monotonic() - began, 2),
+            **details,
+        )
+        services.record_run_outcome(
+            job_id=job_id, failed=status == DjangoJobExecution.ERROR
+        )

@@ -44,7 +44,8 @@ EVERY_FIVE_MINUTES = {"trigger": "cron", "trigger_args": {"crontab": "*/5 * * * 
 JOB_FIELDS = {
     "id", "name", "func", "trigger", "trigger_args", "description", "enabled", "next_run_time",
     "upcoming", "version", "is_default_schedule", "broken", "max_instances",
-    "misfire_grace_time", "coalesce", "last_execution",
+    "misfire_grace_time", "coalesce", "pause_after_failures", "consecutive_failures",
+    "paused_reason", "paused_by", "paused_at", "paused_until", "last_execution",
 }
 LAST_EXECUTION_FIELDS = {
     "id", "status", "run_time", "started", "lateness", "finished", "duration", "exception",
@@ -432,8 +433,9 @@ def test_openapi_schema_describes_every_operation(admin_client):
     jobs = f"{API}/jobs/{{id}}/"
     assert operations == {
         ("GET", f"{API}/jobs/"), ("GET", jobs), ("PUT", f"{jobs}schedule/"),
-        ("POST", f"{jobs}pause/"), ("POST", f"{jobs}resume/"), ("POST", f"{jobs}trigger/"),
-        ("POST", f"{jobs}reset/"), ("GET", f"{jobs}executions/"), ("GET", f"{jobs}changes/"),
+        ("PUT", f"{jobs}policy/"), ("POST", f"{jobs}pause/"), ("POST", f"{jobs}resume/"),
+        ("POST", f"{jobs}trigger/"), ("POST", f"{jobs}reset/"), ("GET", f"{jobs}executions/"),
+        ("GET", f"{jobs}changes/"),
         ("GET", f"{API}/executions/"), ("GET", f"{API}/status/"),
     }
     assert set(schema["components"]["schemas"]["Job"]["properties"]) >= JOB_FIELDS
@@ -715,8 +717,8 @@ def test_write_with_current_if_match_succeeds_and_returns_the_new_etag(admin_cli
 
 @pytest.mark.parametrize(
     ("method", "suffix"),
-    [("PUT", "schedule/"), ("POST", "pause/"), ("POST", "resume/"), ("POST", "trigger/"),
-     ("POST", "reset/")],
+    [("PUT", "schedule/"), ("PUT", "policy/"), ("POST", "pause/"), ("POST", "resume/"),
+     ("POST", "trigger/"), ("POST", "reset/")],
 )
 def test_stale_if_match_gets_412_with_the_current_version_and_changes_nothing(
     admin_client, method, suffix
@@ -725,8 +727,9 @@ def test_stale_if_match_gets_412_with_the_current_version_and_changes_nothing(
     send(admin_client, "PUT", f"{JOB_URL}/schedule/", EVERY_FIVE_MINUTES)
     send(admin_client, "POST", f"{JOB_URL}/pause/")
     before = snapshot(JOB)
+    bodies = {"schedule/": EVERY_FIVE_MINUTES, "policy/": {"max_instances": 3}}
 
-    response = send(admin_client, method, f"{JOB_URL}/{suffix}", EVERY_FIVE_MINUTES,
+    response = send(admin_client, method, f"{JOB_URL}/{suffix}", bodies.get(suffix),
                     **{"If-Match": f'"{stale}"'})
 
     body = response.json()

@@ -38,7 +38,8 @@ JOB = "probe.record"
 API_JOB_FIELDS = {
     "id", "name", "func", "trigger", "trigger_args", "description", "enabled", "next_run_time",
     "upcoming", "version", "is_default_schedule", "broken", "max_instances",
-    "misfire_grace_time", "coalesce", "last_execution",
+    "misfire_grace_time", "coalesce", "pause_after_failures", "consecutive_failures",
+    "paused_reason", "paused_by", "paused_at", "paused_until", "last_execution",
 }
 API_EXECUTION_FIELDS = {
     "id", "job", "status", "run_time", "started", "lateness", "finished", "duration", "exception",

@@ -205,14 +205,16 @@ def test_restart_keeps_operator_schedule_and_paused_state(synced):
 
 
 def test_restart_updates_code_owned_metadata_only(synced):
-    edit_stored_job(JOB, name="Old name", max_instances=7)
+    edit_stored_job(JOB, name="Old name")
     services.reschedule_job(trigger_spec=EVERY_FIVE_MINUTES, **change())
+    services.set_job_policy(policy={"max_instances": 7}, **change())
 
     report = services.sync_jobs_from_code()
 
     job = selectors.get_job(job_id=JOB)
     assert JOB in report.updated
-    assert (job.name, job.max_instances) == ("Weekly report", 1)
+    # The run policy, like the schedule, is the operator's: a restart keeps it.
+    assert (job.name, job.max_instances) == ("Weekly report", 7)
     assert job.trigger_args["minute"] == "*/5"
     assert JobChange.objects.filter(job_id=JOB).first().action == "updated_from_code"
 

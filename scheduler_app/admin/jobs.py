@@ -25,6 +25,7 @@ from django_apscheduler.models import DjangoJob
 
 from scheduler_app import selectors, services, triggers
 from scheduler_app.admin.base import CHANGE_JOBS, SchedulerModelAdmin, actor, can_view_jobs
+from scheduler_app.admin.controls import JobControlsMixin, PauseForm, PolicyForm
 from scheduler_app.admin.dashboard import DashboardPageMixin
 from scheduler_app.admin.display import (
     change_diff,
@@ -48,6 +49,7 @@ from scheduler_app.exceptions import InvalidTrigger, JobNotFound, JobStateConfli
 from scheduler_app.forms import FireTime, ScheduleForm
 from scheduler_app.models import JobChange, Source
 from scheduler_app.pagination import KeysFirstPaginator
+from scheduler_app.policy import POLICY_FIELDS
 from scheduler_app.registry import registry
 
 RECENT_COUNT = 10
@@ -64,7 +66,7 @@ class JobChangeList(ChangeList):
         self.result_list = rows
 
 
-class JobAdmin(DashboardPageMixin, SchedulerModelAdmin):
+class JobAdmin(JobControlsMixin, DashboardPageMixin, SchedulerModelAdmin):
     """Jobs: list, filter, pause, resume, run now, reset and reschedule."""
 
     changelist_title = "Jobs"
@@ -117,8 +119,14 @@ class JobAdmin(DashboardPageMixin, SchedulerModelAdmin):
 
     @admin.display(description="Next run", ordering="next_run_time")
     def next_run(self, row: DjangoJob) -> SafeString:
-        moment = row.view.next_run_time
+        view = row.view
+        moment = view.next_run_time
         if moment is None:
+            if view.paused_reason:
+                return format_html(
+                    '{}<br><small class="scheduler-paused-reason">{}</small>',
+                    muted("paused"), view.paused_reason,
+                )
             return muted("paused")
         return format_html("{}<br><small>{}</small>", relative_time(moment), time_cell(moment))
 
@@ -196,6 +204,7 @@ class JobAdmin(DashboardPageMixin, SchedulerModelAdmin):
                 wrap(self.operation_view),
                 name=f"{prefix}_operation",
             ),
+            *self.control_urls(wrap, prefix),
             *super().get_urls(),
         ]
 
@@ -283,6 +292,8 @@ class JobAdmin(DashboardPageMixin, SchedulerModelAdmin):
             "form": form,
             "can_change": can_change,
             "operations": self._operations_for(job) if can_change else [],
+            "policy_form": PolicyForm.for_job(job),
+            "pause_form": PauseForm(initial={"version": job.version}),
             "conflict": _with_diffs(conflict),
             "declaration": declaration,
             "default_schedule": _describe_spec(job.default_schedule),
@@ -304,9 +315,13 @@ class JobAdmin(DashboardPageMixin, SchedulerModelAdmin):
 
     @staticmethod
     def _operations_for(job: selectors.JobView) -> list[JobOperation]:
-        toggle = OPERATIONS["pause"] if job.enabled else OPERATIONS["resume"]
-        buttons = [toggle, OPERATIONS["run"]]
-        if not job.orphaned and not job.is_default_schedule:
+        # A running job's Pause is a form of its own (reason, until): see the template.
+        buttons = [] if job.enabled else [OPERATIONS["resume"]]
+        buttons.append(OPERATIONS["run"])
+        declaration = registry.get(job.id)
+        if declaration is not None and (
+            not job.is_default_schedule or _policy_of(job) != declaration.policy
+        ):
             buttons.append(OPERATIONS["reset"])
         return buttons
 
@@ -350,6 +365,10 @@ class JobAdmin(DashboardPageMixin, SchedulerModelAdmin):
             expected_version=int(version) if version.isdigit() else None,
         )
         return redirect(job_url(job_id))
+
+
+def _policy_of(job: selectors.JobView) -> dict[str, Any]:
+    return {name: getattr(job, name) for name in POLICY_FIELDS}
 
 
 def _describe_spec(spec: dict[str, Any] | None) -> str | None:

@@ -2,9 +2,10 @@
 Errors of the scheduler API, as JSON, in one place.
 
 `exception_handler` is the one mapping from the `SchedulerError` family to HTTP:
-`JobNotFound` 404, `InvalidTrigger` 400 naming the field, `VersionConflict` 412 with
-the current version, `JobStateConflict` (and `JobBroken`) 409. It also gives DRF's
-own errors the same shape, so a client reads every error alike:
+`JobNotFound` 404, `InvalidInput` (`InvalidTrigger`, `InvalidPolicy`, ...) 400
+naming the field, `VersionConflict` 412 with the current version,
+`JobStateConflict` (and `JobBroken`) 409. It also gives DRF's own errors the same
+shape, so a client reads every error alike:
 
     {"detail": "trigger_args.minutes: must be above 0.", "code": "invalid_trigger",
      "errors": {"trigger_args.minutes": ["must be above 0."]}}
@@ -24,7 +25,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from scheduler_app.exceptions import (
-    InvalidTrigger,
+    InvalidInput,
     JobBroken,
     JobNotFound,
     JobStateConflict,
@@ -67,8 +68,8 @@ def scheduler_error_response(error: SchedulerError) -> Response:
     """The HTTP response for a refused scheduler operation."""
     if isinstance(error, JobNotFound):
         return _response(status.HTTP_404_NOT_FOUND, error.message, "job_not_found")
-    if isinstance(error, InvalidTrigger):
-        body = _error_body({error.field or BODY: [error.detail]}, "invalid_trigger")
+    if isinstance(error, InvalidInput):
+        body = _error_body({error.field or BODY: [error.detail]}, error.code)
         return Response(body, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(error, VersionConflict):
         return _response(

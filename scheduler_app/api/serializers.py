@@ -150,9 +150,40 @@ class JobSerializer(serializers.Serializer):
     orphaned = serializers.BooleanField(
         read_only=True, help_text="The job is in the store but no longer declared in code."
     )
-    max_instances = serializers.IntegerField(read_only=True, allow_null=True)
-    misfire_grace_time = serializers.IntegerField(read_only=True, allow_null=True)
-    coalesce = serializers.BooleanField(read_only=True, allow_null=True)
+    max_instances = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="Runs of this job that may overlap."
+    )
+    misfire_grace_time = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text="Seconds a run may start late; null: late runs always run.",
+    )
+    coalesce = serializers.BooleanField(
+        read_only=True, allow_null=True, help_text="Several missed runs run once."
+    )
+    pause_after_failures = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text="The scheduler pauses the job when this many runs in a row fail; "
+        "null: never.",
+    )
+    consecutive_failures = serializers.IntegerField(
+        read_only=True, help_text="Runs in a row that failed, up to now."
+    )
+    paused_reason = serializers.CharField(
+        read_only=True, allow_null=True, help_text="Why the job is paused; null while it runs."
+    )
+    paused_by = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text='Who paused it ("scheduler" for an automatic pause); null while it runs.',
+    )
+    paused_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    paused_until = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="When the scheduler resumes the job by itself; null: paused until resumed.",
+    )
     last_execution = LastExecutionSerializer(read_only=True, allow_null=True)
 
     @cached_property
@@ -182,6 +213,12 @@ class JobSerializer(serializers.Serializer):
             "max_instances": job.max_instances,
             "misfire_grace_time": job.misfire_grace_time,
             "coalesce": job.coalesce,
+            "pause_after_failures": job.pause_after_failures,
+            "consecutive_failures": job.consecutive_failures,
+            "paused_reason": job.paused_reason,
+            "paused_by": job.paused_by,
+            "paused_at": moment(job.paused_at),
+            "paused_until": moment(job.paused_until),
             "last_execution": last_run and _run_representation(last_run, moment, whole=False),
         }
 
@@ -297,6 +334,74 @@ class ScheduleSerializer(serializers.Serializer):
                      for key in unknown}
                 )
         return super().to_internal_value(data)
+
+
+class StrictBodySerializer(serializers.Serializer):
+    """A request body whose unknown keys are refused, not dropped: a misspelt key must
+    not silently lose its value."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                known = ", ".join(self.fields)
+                raise serializers.ValidationError(
+                    {key: [f"Unknown key; this body has only {known}."] for key in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+@extend_schema_field({"type": "integer", "minimum": 1})
+class _PolicyCount(serializers.JSONField):
+    """A policy value, passed on as sent (null included): `scheduler_app.policy` checks it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_null=True, **kwargs)
+
+
+@extend_schema_field({"type": "integer", "minimum": 1, "nullable": True})
+class _NullablePolicyCount(_PolicyCount):
+    """A policy count or null, passed on as sent."""
+
+
+@extend_schema_field({"type": "boolean"})
+class _PolicyFlag(_PolicyCount):
+    """A policy flag, passed on as sent (DRF's BooleanField would take "yes" and 1)."""
+
+
+class PolicySerializer(StrictBodySerializer):
+    """The body of a run policy change: any of its four fields.
+
+    Only the shape is checked here; `scheduler_app.policy` checks the values, so
+    every front door refuses the same ones with the same words.
+    """
+
+    max_instances = _PolicyCount(
+        required=False, help_text="Runs of this job that may overlap: an integer of at least 1."
+    )
+    coalesce = _PolicyFlag(required=False, help_text="true: several missed runs run once.")
+    misfire_grace_time = _NullablePolicyCount(
+        required=False,
+        help_text="Seconds a run may start late (at least 1), or null: late runs always run.",
+    )
+    pause_after_failures = _NullablePolicyCount(
+        required=False,
+        help_text="Pause the job when this many runs in a row fail (at least 1), or null: never.",
+    )
+
+
+class PauseSerializer(StrictBodySerializer):
+    """The optional body of a pause: a note for other operators, and when it ends."""
+
+    reason = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, max_length=500, trim_whitespace=True,
+        help_text="Why the job is paused, shown beside it in lists.",
+    )
+    until = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="ISO 8601, in the future: the scheduler resumes the job then.",
+    )
 
 
 class ErrorSerializer(serializers.Serializer):

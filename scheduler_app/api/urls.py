@@ -4,7 +4,8 @@ URLs of the scheduler API; the demo project mounts them at `/api/scheduler/`.
     jobs/                        GET   list
     jobs/{id}/                   GET   one job (ETag: its version)
     jobs/{id}/schedule/          PUT   new trigger spec
-    jobs/{id}/pause/             POST
+    jobs/{id}/policy/            PUT   run policy (max_instances, coalesce, ...)
+    jobs/{id}/pause/             POST  optional reason and until
     jobs/{id}/resume/            POST
     jobs/{id}/trigger/           POST  run once now (202, the run request)
     jobs/{id}/reset/             POST  back to the code default

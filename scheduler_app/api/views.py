@@ -42,6 +42,8 @@ from scheduler_app.api.serializers import (
     ExecutionSerializer,
     JobChangeSerializer,
     JobSerializer,
+    PauseSerializer,
+    PolicySerializer,
     RunRequestSerializer,
     SchedulerStatusSerializer,
     ScheduleSerializer,
@@ -125,7 +127,7 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
 READ_ERRORS = _errors(404)
 PAGE_ERRORS = _errors(400, 404)
 WRITE_ERRORS = _errors(400, 404, 409, 412, 415)
-# The operations without a body that change a job and answer with it (pause, resume, reset).
+# The operations without a body that change a job and answer with it (resume, reset).
 JOB_CHANGE_SCHEMA = extend_schema(
     parameters=[JOB_ID, IF_MATCH, ETAG, MESSAGE],
     request=None,
@@ -159,7 +161,8 @@ class SchedulerAPIMixin:
 
 
 class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
-    """Scheduler jobs: read them, reschedule, pause, resume, run now, reset."""
+    """Scheduler jobs: read them, reschedule, change their run policy, pause, resume, run
+    now, reset."""
 
     lookup_field = "id"
     # Job ids are dotted ("reports.weekly"): DRF's default would stop at the dot.
@@ -169,6 +172,8 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
     def get_serializer_class(self) -> type:
         serializer_classes = {
             "schedule": ScheduleSerializer,
+            "policy": PolicySerializer,
+            "pause": PauseSerializer,
             "trigger": RunRequestSerializer,
             "executions": ExecutionSerializer,
             "changes": JobChangeSerializer,
@@ -245,11 +250,55 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
             services.reschedule_job, request, trigger_spec=dict(serializer.validated_data)
         )
 
-    @JOB_CHANGE_SCHEMA
+    @extend_schema(
+        parameters=[JOB_ID, IF_MATCH, ETAG, MESSAGE],
+        request=PolicySerializer,
+        responses={200: JobSerializer, **WRITE_ERRORS},
+        examples=[
+            OpenApiExample(
+                "At most 2 overlapping runs, pause after 3 failures in a row",
+                value={"max_instances": 2, "pause_after_failures": 3},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Always run late runs, one by one",
+                value={"misfire_grace_time": None, "coalesce": False},
+                request_only=True,
+            ),
+        ],
+    )
+    @action(detail=True, methods=["put"])
+    def policy(self, request: Request, **kwargs: Any) -> Response:
+        """Change the job's run policy: any of max_instances, coalesce, misfire_grace_time
+        and pause_after_failures; the fields left out keep their value."""
+        serializer = PolicySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self._changed_job_response(
+            services.set_job_policy, request, policy=dict(serializer.validated_data)
+        )
+
+    @extend_schema(
+        parameters=[JOB_ID, IF_MATCH, ETAG, MESSAGE],
+        request=PauseSerializer,
+        responses={200: JobSerializer, **WRITE_ERRORS},
+        examples=[
+            OpenApiExample(
+                "Paused for a maintenance window",
+                value={"reason": "Database maintenance", "until": "2027-01-31T06:00:00Z"},
+                request_only=True,
+            ),
+        ],
+    )
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, **kwargs: Any) -> Response:
-        """Pause the job: no run starts after this. Pausing a paused job changes nothing."""
-        return self._changed_job_response(services.pause_job, request)
+        """Pause the job: no run starts after this. The optional body gives a `reason`
+        and an `until` at which the scheduler resumes it. Pausing a paused job changes
+        nothing unless it gives a new reason or end."""
+        serializer = PauseSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self._changed_job_response(
+            services.pause_job, request, **serializer.validated_data
+        )
 
     @JOB_CHANGE_SCHEMA
     @action(detail=True, methods=["post"])

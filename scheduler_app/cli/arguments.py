@@ -37,7 +37,8 @@ def add_subcommands(parser: CommandParser) -> None:
         return one_line_usage_errors(subparser)
 
     for add_subcommand in (
-        _add_list, _add_show, _add_pause_and_resume, _add_trigger, _add_reschedule, _add_reset,
+        _add_list, _add_show, _add_pause_and_resume, _add_trigger, _add_reschedule, _add_policy,
+        _add_reset,
         _add_history, _add_changes, _add_status, _add_prune,
     ):
         add_subcommand(add_parser)
@@ -91,13 +92,48 @@ def _add_show(add_parser: AddParser) -> None:
 
 
 def _add_pause_and_resume(add_parser: AddParser) -> None:
-    for name, help_text in (
-        ("pause", "Stop a job from running until it is resumed."),
-        ("resume", "Let a paused job run on its schedule again."),
-    ):
-        change = add_parser(name, help=help_text)
-        change.add_argument("job_id", metavar="JOB_ID")
-        _add_if_version_option(change)
+    pause = add_parser("pause", help="Stop a job from running until it is resumed.")
+    pause.add_argument("job_id", metavar="JOB_ID")
+    pause.add_argument("--reason", metavar="TEXT", help="Why, for the other operators.")
+    pause.add_argument(
+        "--until", type=parsing.pause_end, metavar="DURATION|ISO8601",
+        help="Resume by itself then: in 2h, 1d... or at 2027-01-31T06:00 "
+        f"(default zone {app_settings.timezone}).",
+    )
+    _add_if_version_option(pause)
+    resume = add_parser("resume", help="Let a paused job run on its schedule again.")
+    resume.add_argument("job_id", metavar="JOB_ID")
+    _add_if_version_option(resume)
+
+
+def _add_policy(add_parser: AddParser) -> None:
+    policy = add_parser(
+        "policy", help="Change a job's run policy; the options left out keep their value."
+    )
+    policy.add_argument("job_id", metavar="JOB_ID")
+    policy.add_argument(
+        "--max-instances", type=parsing.count_or_none, default=argparse.SUPPRESS, metavar="N",
+        help="Runs of the job that may overlap (at least 1).",
+    )
+    coalesce = policy.add_mutually_exclusive_group()
+    coalesce.add_argument(
+        "--coalesce", dest="coalesce", action="store_const", const=True, default=None,
+        help="Several missed runs run once.",
+    )
+    coalesce.add_argument(
+        "--no-coalesce", dest="coalesce", action="store_const", const=False,
+        help="Each missed run runs.",
+    )
+    policy.add_argument(
+        "--misfire-grace", dest="misfire_grace_time", type=parsing.count_or_none,
+        default=argparse.SUPPRESS, metavar="SECONDS|none",
+        help="How late a run may start; none: late runs always run.",
+    )
+    policy.add_argument(
+        "--pause-after-failures", type=parsing.count_or_none, default=argparse.SUPPRESS,
+        metavar="N|none", help="Pause the job when N runs in a row fail; none: never.",
+    )
+    _add_if_version_option(policy)
 
 
 def _add_trigger(add_parser: AddParser) -> None:

@@ -14,12 +14,14 @@ import argparse
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.management.base import CommandError
+from django.utils import timezone as django_timezone
 
 from scheduler_app.cli.errors import EXIT_USAGE
+from scheduler_app.conf import app_settings
 
 DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
@@ -78,6 +80,33 @@ def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) == 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
     return int(text)
+
+
+def count_or_none(text: str) -> int | None:
+    """An argparse type for policy counts: a whole number, or `none` (the policy module
+    checks the range, so every front door refuses the same values alike)."""
+    if text.strip().lower() == "none":
+        return None
+    if not _INTEGER.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number or none")
+    return int(text)
+
+
+def pause_end(text: str) -> datetime:
+    """An argparse type for `pause --until`: a duration from now (2h) or an ISO 8601 time
+    (in the scheduler's time zone when it has no offset)."""
+    if _DURATION.fullmatch(text.strip()):
+        return django_timezone.now() + duration(text).as_timedelta()
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a duration like 2h nor an ISO 8601 time like "
+            "2027-01-31T06:00"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=app_settings.timezone)
+    return moment
 
 
 def positive_seconds(text: str) -> float:

@@ -18,6 +18,7 @@ from scheduler_app.cli.output import NOTHING, Cell, Styled
 from scheduler_app.cli.runs import RunOutcome
 from scheduler_app.conf import app_settings
 from scheduler_app.models import JobChange, RunRequest
+from scheduler_app.policy import POLICY_FIELDS
 from scheduler_app.selectors import ExecutionView, JobView, SchedulerStatus
 
 STATUS_STYLES = {
@@ -42,7 +43,7 @@ def jobs_table(views: Sequence[JobView], *, now: datetime, style: Any) -> list[s
             view.id,
             view.description,
             output.when(view.next_run_time, now=now),
-            _enabled_cell(view),
+            _enabled_cell(view, with_reason=True),
             _status_cell(view.last_execution),
         ]
         for view in views
@@ -66,16 +67,52 @@ def job_details(view: JobView, *, now: datetime, style: Any) -> list[str]:
         ("version", str(view.version)),
         ("default schedule", _default_schedule(view)),
         ("arguments", _arguments_text(view)),
+        *pause_details(view, now=now),
         ("max instances", _optional(view.max_instances)),
-        ("misfire grace", _optional(view.misfire_grace_time, unit="s")),
+        ("misfire grace", _optional(view.misfire_grace_time, unit="s", none="none (always run)")),
         ("coalesce", _optional(view.coalesce)),
+        ("pause after", _failure_limit(view)),
     ]
     return output.details(pairs, style=style)
 
 
+def pause_details(view: JobView, *, now: datetime) -> list[tuple[str, Cell]]:
+    """Why, by whom and until when a paused job is paused (nothing for a running job)."""
+    if view.enabled:
+        return []
+    pairs: list[tuple[str, Cell]] = [("paused reason", view.paused_reason or NOTHING)]
+    if view.paused_by is not None:
+        pairs.append(("paused by", f"{view.paused_by}, {output.when(view.paused_at, now=now)}"))
+    until = output.when(view.paused_until, now=now) if view.paused_until else "resumed by hand"
+    pairs.append(("paused until", until))
+    return pairs
+
+
+def policy_details(view: JobView) -> list[str]:
+    """A job's run policy, after a policy change."""
+    return [
+        f"max instances {view.max_instances}, coalesce {_optional(view.coalesce)}, "
+        f"misfire grace {_optional(view.misfire_grace_time, unit='s', none='none')}, "
+        f"pause after {_failure_limit(view)}"
+    ]
+
+
+def _failure_limit(view: JobView) -> str:
+    if view.pause_after_failures is None:
+        return "never"
+    return (
+        f"{view.pause_after_failures} consecutive failures "
+        f"({view.consecutive_failures} so far)"
+    )
+
+
 def change_outcome(view: JobView, *, now: datetime, style: Any) -> list[str]:
-    """The schedule and next run a job has after a change."""
-    pairs = [("schedule", view.description), ("next run", _next_run(view, now=now))]
+    """The schedule and next run a job has after a change, and why it is paused."""
+    pairs: list[tuple[str, Cell]] = [
+        ("schedule", view.description),
+        ("next run", _next_run(view, now=now)),
+        *pause_details(view, now=now),
+    ]
     return output.details(pairs, style=style)
 
 
@@ -219,9 +256,9 @@ def _arguments_text(view: JobView) -> str:
     return ", ".join(parts) or "none"
 
 
-def _optional(value: object, *, unit: str = "") -> str:
+def _optional(value: object, *, unit: str = "", none: str = NOTHING) -> str:
     if value is None:
-        return NOTHING
+        return none
     if isinstance(value, bool):
         return "yes" if value else "no"
     return f"{value}{unit}"
@@ -233,10 +270,13 @@ def _next_run(view: JobView, *, now: datetime) -> Cell:
     return output.when(view.next_run_time, now=now)
 
 
-def _enabled_cell(view: JobView) -> Styled:
+def _enabled_cell(view: JobView, *, with_reason: bool = False) -> Styled:
     if view.broken:
         return Styled("broken", "ERROR")
-    return Styled("yes", "SUCCESS") if view.enabled else Styled("paused", "WARNING")
+    if view.enabled:
+        return Styled("yes", "SUCCESS")
+    reason = f": {view.paused_reason}" if with_reason and view.paused_reason else ""
+    return Styled(f"paused{reason}", "WARNING")
 
 
 def _status_cell(execution: ExecutionView | None) -> Cell:
@@ -258,7 +298,10 @@ def _what_changed(change: JobChange) -> str:
         return ""
     before, after = change.before, change.after or {}
     # The next run time moves with every change; the other fields say why.
-    moved = [(key, before.get(key), after.get(key)) for key in ("trigger", "enabled")]
+    moved = [
+        (key, before.get(key), after.get(key))
+        for key in ("trigger", "enabled", "paused_reason", "paused_until", *POLICY_FIELDS)
+    ]
     trigger_before = before.get("trigger_args") or {}
     trigger_after = after.get("trigger_args") or {}
     # Sorted, because PostgreSQL's jsonb does not keep the keys' order.

@@ -28,3 +28,12 @@ def slow_run(seconds: float = 1.0) -> None:
                max_instances=100000)
 def do_nothing() -> None:
     """Nothing: benchmarks measure what running a job costs the scheduler itself."""
+
+
+@scheduled_job("cron", year="2099", month=1, day=1, id="probe.fail", name="Failing probe",
+               pause_after_failures=3)
+def fail(label: str = "") -> None:
+    """Record that it ran, then fail: the scheduler counts it toward pause_after_failures."""
+    ProbeRun.objects.create(job_id="probe.fail", label=label, started_at=timezone.now(),
+                            pid=os.getpid())
+    raise RuntimeError("probe.fail always fails")

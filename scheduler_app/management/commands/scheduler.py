@@ -13,6 +13,7 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -27,9 +28,10 @@ from scheduler_app.api.serializers import (
     SchedulerStatusSerializer,
 )
 from scheduler_app.cli import arguments, output, parsing, presenters, runs
-from scheduler_app.cli.errors import EXIT_FAILED, EXIT_TIMED_OUT, command_errors
+from scheduler_app.cli.errors import EXIT_FAILED, EXIT_TIMED_OUT, EXIT_USAGE, command_errors
 from scheduler_app.exceptions import JobNotFound
 from scheduler_app.models import Source
+from scheduler_app.policy import POLICY_FIELDS
 from scheduler_app.selectors import ExecutionView
 
 SHOWN_EXECUTIONS = 5
@@ -38,7 +40,8 @@ PREVIEW_COUNT = 5
 
 class Command(BaseCommand):
     help = (
-        "List, inspect and change scheduled jobs: pause, resume, run now, reschedule, reset, "
+        "List, inspect and change scheduled jobs: pause, resume, run now, reschedule, change "
+        "the run policy, reset, "
         "execution history, audit trail, scheduler status and pruning of old executions."
     )
 
@@ -126,8 +129,36 @@ class Command(BaseCommand):
 
     # Changing
 
-    def handle_pause(self, *, job_id: str, if_version: int | None, **_: Any) -> None:
-        self._report_change(services.pause_job(**_change_request(job_id, if_version)))
+    def handle_pause(
+        self,
+        *,
+        job_id: str,
+        reason: str | None,
+        until: datetime | None,
+        if_version: int | None,
+        **_: Any,
+    ) -> None:
+        outcome = services.pause_job(
+            reason=reason, until=until, **_change_request(job_id, if_version)
+        )
+        self._report_change(outcome)
+
+    def handle_policy(
+        self, *, job_id: str, coalesce: bool | None, if_version: int | None, **options: Any
+    ) -> None:
+        # Options left out are absent (argparse.SUPPRESS), so "none" can mean null.
+        policy = {name: options[name] for name in POLICY_FIELDS if name in options}
+        if coalesce is not None:
+            policy["coalesce"] = coalesce
+        if not policy:
+            raise CommandError(
+                "give at least one of --max-instances, --coalesce/--no-coalesce, "
+                "--misfire-grace, --pause-after-failures",
+                returncode=EXIT_USAGE,
+            )
+        outcome = services.set_job_policy(policy=policy, **_change_request(job_id, if_version))
+        self._report_change(outcome)
+        self._print(presenters.policy_details(outcome.job))
 
     def handle_resume(self, *, job_id: str, if_version: int | None, **_: Any) -> None:
         self._report_change(services.resume_job(**_change_request(job_id, if_version)))

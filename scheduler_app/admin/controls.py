@@ -1,0 +1,146 @@
+"""The job page's operator controls beyond the schedule form: the run policy, a pause with
+a reason and an end. Each is a small form posted to its own URL, a thin caller of one
+service, answered with a message and a redirect back to the job page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import redirect
+from django.urls import path
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.http import require_POST
+
+from scheduler_app import services
+from scheduler_app.admin.base import actor
+from scheduler_app.admin.display import job_url
+from scheduler_app.conf import app_settings
+from scheduler_app.exceptions import SchedulerError
+from scheduler_app.models import Source
+from scheduler_app.selectors import JobView
+
+
+class _JobControlForm(forms.Form):
+    """A control's form: its fields, and the job version the page was loaded with."""
+
+    version = forms.IntegerField(widget=forms.HiddenInput, min_value=0, required=False)
+
+    def first_error(self) -> str:
+        field, errors = next(iter(self.errors.items()))
+        return f"{field}: {errors[0]}" if field != "__all__" else errors[0]
+
+
+class PolicyForm(_JobControlForm):
+    """The "Run policy" section: all four fields, shown with the job's current values."""
+
+    max_instances = forms.IntegerField(
+        label="Max instances", min_value=1, help_text="Runs of this job that may overlap."
+    )
+    coalesce = forms.BooleanField(
+        label="Coalesce missed runs", required=False, help_text="Several missed runs run once."
+    )
+    misfire_grace_time = forms.IntegerField(
+        label="Misfire grace time (s)", min_value=1, required=False,
+        help_text="How late a run may start; empty: late runs always run.",
+    )
+    pause_after_failures = forms.IntegerField(
+        label="Pause after failures", min_value=1, required=False,
+        help_text="Pause the job when this many runs in a row fail; empty: never.",
+    )
+
+    @classmethod
+    def for_job(cls, job: JobView) -> PolicyForm:
+        return cls(initial={
+            "version": job.version,
+            "max_instances": job.max_instances,
+            "coalesce": job.coalesce,
+            "misfire_grace_time": job.misfire_grace_time,
+            "pause_after_failures": job.pause_after_failures,
+        })
+
+    @property
+    def policy(self) -> dict[str, Any]:
+        return {name: self.cleaned_data[name] for name in self.fields if name != "version"}
+
+
+class PauseForm(_JobControlForm):
+    """The Pause button's optional note and end."""
+
+    reason = forms.CharField(label="Reason", required=False, max_length=500)
+    until = forms.DateTimeField(
+        label="Until", required=False,
+        help_text=f"Resume by itself then (time in {app_settings.timezone}).",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+
+    def clean_until(self) -> datetime | None:
+        until = self.cleaned_data["until"]
+        if until is not None and timezone.is_naive(until):
+            # A datetime-local input has no offset: it is a wall time in the scheduler's zone.
+            until = until.replace(tzinfo=app_settings.timezone)
+        return until
+
+
+class JobControlsMixin:
+    """URLs and views of the controls, for `JobAdmin`."""
+
+    def control_urls(self, wrap: Callable[..., Any], prefix: str) -> list[Any]:
+        return [
+            path("<path:object_id>/policy/", wrap(self.policy_view), name=f"{prefix}_policy"),
+            path("<path:object_id>/pause/", wrap(self.pause_view), name=f"{prefix}_pause"),
+        ]
+
+    @method_decorator(require_POST)
+    def policy_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+        """Save the "Run policy" section."""
+        return self._control(request, object_id, PolicyForm, lambda form, change: (
+            services.set_job_policy(policy=form.policy, **change).message
+        ))
+
+    @method_decorator(require_POST)
+    def pause_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+        """Pause the job, with the reason and end the form holds."""
+        return self._control(request, object_id, PauseForm, lambda form, change: (
+            services.pause_job(
+                reason=form.cleaned_data["reason"] or None,
+                until=form.cleaned_data["until"],
+                **change,
+            ).message
+        ))
+
+    def _control(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_class: type[_JobControlForm],
+        call: Callable[[Any, dict[str, Any]], str],
+    ) -> HttpResponseRedirect:
+        """Check the permission and the form, call the service, say what it did."""
+        if not self.has_change_permission(request):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        job_id = unquote(object_id)
+        form = form_class(request.POST)
+        if not form.is_valid():
+            messages.error(request, f"Nothing was changed: {form.first_error()}")
+            return redirect(job_url(job_id))
+        change = {
+            "job_id": job_id,
+            "actor": actor(request),
+            "source": Source.ADMIN,
+            "expected_version": form.cleaned_data.get("version"),
+        }
+        try:
+            message = call(form, change)
+        except SchedulerError as error:
+            messages.error(request, f"Nothing was changed: {error.message}")
+        else:
+            messages.success(request, f"{job_id}: {message}")
+        return redirect(job_url(job_id))
