@@ -94,8 +94,13 @@ class JobStore(DjangoJobStore):
 
     def record_outcome(self, event: events.JobExecutionEvent) -> None:
         """Record a run's outcome and count it toward the job's `pause_after_failures`,
-        in one transaction: the failure that pauses a job and the pause commit together."""
-        with transaction.atomic():
+        in one transaction: the failure that pauses a job and the pause commit together.
+
+        django-apscheduler's handlers take `lock` (an RLock), then open their
+        transaction: take them in that order here too, or a thread holding SQLite's
+        write lock waits for `lock` held by one waiting for the write lock.
+        """
+        with self.lock, transaction.atomic():
             if event.code == events.EVENT_JOB_EXECUTED:
                 self.handle_execution_event(event)
             else:

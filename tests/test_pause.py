@@ -141,7 +141,7 @@ def test_admin_pause_form_and_the_list_shows_the_reason(synced):
     job = selectors.get_job(job_id=JOB)
 
     response = editor.post(
-        reverse("admin:django_apscheduler_djangojob_pause", args=[JOB]),
+        reverse("admin:scheduler_app_job_pause", args=[JOB]),
         {"version": job.version, "reason": "Quarter close", "until": "2099-03-01T10:00"},
     )
 
@@ -149,9 +149,9 @@ def test_admin_pause_form_and_the_list_shows_the_reason(synced):
     paused = selectors.get_job(job_id=JOB)
     assert paused.paused_reason == "Quarter close" and paused.paused_by
     assert paused.paused_until.isoformat().startswith("2099-03-01T10:00")
-    listing = editor.get(reverse("admin:django_apscheduler_djangojob_changelist")).content.decode()
+    listing = editor.get(reverse("admin:scheduler_app_job_changelist")).content.decode()
     assert "Quarter close" in listing
-    page = editor.get(reverse("admin:django_apscheduler_djangojob_change", args=[JOB]))
+    page = editor.get(reverse("admin:scheduler_app_job_change", args=[JOB]))
     assert "Quarter close" in page.content.decode()
 
 
@@ -160,7 +160,7 @@ def test_admin_pause_in_the_past_changes_nothing(synced):
     before = snapshot(JOB)
 
     response = editor.post(
-        reverse("admin:django_apscheduler_djangojob_pause", args=[JOB]),
+        reverse("admin:scheduler_app_job_pause", args=[JOB]),
         {"reason": "late", "until": "2001-03-01T10:00"},
     )
 

@@ -171,12 +171,12 @@ def test_cli_bad_policy_is_a_command_error_naming_it_and_changes_nothing(synced,
 
 def test_admin_job_page_has_a_run_policy_section_that_saves(synced):
     editor = staff_client("view_djangojob", "change_djangojob")
-    page = editor.get(reverse("admin:django_apscheduler_djangojob_change", args=[JOB]))
+    page = editor.get(reverse("admin:scheduler_app_job_change", args=[JOB]))
     assert "Run policy" in page.content.decode()
     version = JobRecord.objects.get(job_id=JOB).version
 
     response = editor.post(
-        reverse("admin:django_apscheduler_djangojob_policy", args=[JOB]),
+        reverse("admin:scheduler_app_job_policy", args=[JOB]),
         {"version": version, "max_instances": "2", "misfire_grace_time": "",
          "pause_after_failures": "3"},
     )
@@ -191,7 +191,7 @@ def test_admin_job_page_has_a_run_policy_section_that_saves(synced):
 
 def test_admin_bad_or_stale_policy_changes_nothing(synced):
     editor = staff_client("view_djangojob", "change_djangojob")
-    url = reverse("admin:django_apscheduler_djangojob_policy", args=[JOB])
+    url = reverse("admin:scheduler_app_job_policy", args=[JOB])
     version = JobRecord.objects.get(job_id=JOB).version
     before = snapshot(JOB)
 
