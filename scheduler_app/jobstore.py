@@ -248,8 +248,12 @@ class JobStore(DjangoJobStore):
                     # one pass get distinct run times a microsecond apart.
                     request.run_time = now + timedelta(microseconds=offset)
                     request.status = RunRequest.Status.SUBMITTED
+                    # This run's arguments, on top of the job's: this Job object is
+                    # restored for this run only.
+                    job.kwargs = {**job.kwargs, **(request.kwargs or {})}
                     if self._record_claimed_run(
-                        request.job_id, request.run_time, ExecutionRecord.Cause.RUN_NOW
+                        request.job_id, request.run_time, ExecutionRecord.Cause.RUN_NOW,
+                        kwargs=request.kwargs,
                     ):
                         claimed.append(ClaimedRun(job, [request.run_time], request))
                 request.save(update_fields=["claimed_at", "run_time", "status", "detail"])
@@ -261,6 +265,8 @@ class JobStore(DjangoJobStore):
         job_id: str,
         run_time: datetime,
         cause: str = ExecutionRecord.Cause.SCHEDULED,
+        *,
+        kwargs: dict[str, Any] | None = None,
     ) -> bool:
         """Record (and, with `dispatch`, hand over) a claimed run; False if that
         (job, run time) was already fired."""
@@ -271,7 +277,7 @@ class JobStore(DjangoJobStore):
                     run_time=util.get_django_internal_datetime(run_time),
                     status=EXECUTION_QUEUED if self.dispatch else DjangoJobExecution.SENT,
                 )
-                ExecutionRecord.objects.create(execution=execution, cause=cause)
+                ExecutionRecord.objects.create(execution=execution, cause=cause, kwargs=kwargs)
         except IntegrityError:
             logger.warning("Run of %r at %s was already fired; not firing it again",
                            job_id, run_time)

@@ -180,6 +180,9 @@ class RunRequest(models.Model):
         null=True, blank=True, help_text="The run time the execution is recorded under."
     )
     detail = models.CharField(max_length=255, blank=True)
+    # Keyword arguments for this run only, on top of the job's own (JSON values,
+    # bound against the function's signature before the request was stored).
+    kwargs = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

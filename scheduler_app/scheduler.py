@@ -41,7 +41,7 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 
-from scheduler_app import selectors, services
+from scheduler_app import binding, selectors, services
 from scheduler_app.conf import app_settings
 from scheduler_app.jobstore import ClaimedRun, JobStore
 from scheduler_app.leadership import Leadership, LeadershipLost, new_instance_name
@@ -187,6 +187,7 @@ def _run_recording_starts(job: Job, run_times: list[datetime], logger_name: str)
     for run_time in run_times:
         def started_then_run(*args: object, _run_time: datetime = run_time, **kwargs: object):
             record_run_started(job_id=job.id, run_time=_run_time)
+            kwargs = binding.run_kwargs(func, kwargs, run_kwargs=None, scheduled_time=_run_time)
             return func(*args, **kwargs)
 
         job.func = started_then_run

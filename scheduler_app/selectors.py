@@ -10,6 +10,7 @@ The API, the admin and the commands all read through here, so they never disagre
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -85,6 +86,10 @@ class ExecutionView:
     exception: str | None
     traceback: str | None
     started: datetime | None = None
+    # Why it ran (scheduled, run_now, backfill) and this run's own keyword arguments;
+    # read for the executions lists, not for a job's last run.
+    cause: str | None = None
+    kwargs: dict[str, Any] | None = None
 
     @property
     def lateness(self) -> float | None:
@@ -103,7 +108,10 @@ class ExecutionView:
         columns = {name: getattr(row, name) for name in _EXECUTION_COLUMNS}
         record = getattr(row, "record", None)  # None: recorded before ExecutionRecord existed
         columns["started"] = record.started_at if record else None
-        return cls._from_columns(row.job_id, columns)
+        view = cls._from_columns(row.job_id, columns)
+        if record is None:
+            return view
+        return dataclasses.replace(view, cause=record.cause, kwargs=record.kwargs)
 
     @classmethod
     def from_json(cls, job_id: str, columns: dict[str, Any]) -> ExecutionView:

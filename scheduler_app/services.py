@@ -17,11 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.job import Job
+from apscheduler.util import ref_to_obj
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app import notifications, selectors, triggers
+from scheduler_app import binding, notifications, selectors, triggers
 from scheduler_app.conf import app_settings
 from scheduler_app.exceptions import (
     InvalidInput,
@@ -343,17 +344,36 @@ def reset_job(
 
 
 def request_job_run(
-    *, job_id: str, actor: str, source: str, expected_version: int | None = None
+    *,
+    job_id: str,
+    actor: str,
+    source: str,
+    expected_version: int | None = None,
+    kwargs: Mapping[str, Any] | None = None,
 ) -> RunRequest:
     """Ask the scheduler process to run a job once, now.
 
-    The schedule and the paused state do not move, so the version does not either;
-    the request is in the audit trail.
+    `kwargs` are keyword arguments for this run only, on top of the job's own: JSON
+    values, bound against the function's signature here, before anything is stored.
+    The schedule, the stored arguments and the paused state do not move, so the
+    version does not either; the request is in the audit trail.
     """
     with transaction.atomic():
         job = _lock_job(job_id, expected_version)
         _refuse_if_broken(job)
-        run_request = RunRequest.objects.create(job=job.row, requested_by=actor, source=source)
+        if kwargs is not None:
+            kwargs = binding.bind_kwargs(
+                ref_to_obj(job.state["func"]),
+                kwargs,
+                args=job.state["args"],
+                defaults=job.state["kwargs"],
+            )
+        run_request = RunRequest.objects.create(
+            job=job.row, requested_by=actor, source=source, kwargs=kwargs or None
+        )
+        after = {**job.before, "run_request": run_request.id}
+        if kwargs:
+            after["run_kwargs"] = kwargs
         JobChange.objects.create(
             job_id=job_id,
             version=job.record.version,
@@ -361,7 +381,7 @@ def request_job_run(
             actor=actor,
             source=source,
             before=job.before,
-            after={**job.before, "run_request": run_request.id},
+            after=after,
         )
         notifications.notify_change(job_id)
         return run_request
@@ -412,6 +432,11 @@ def _add_declared_job(declaration: JobDeclaration, actor: str) -> None:
     trigger = triggers.build_trigger(
         declaration.trigger_spec, timezone=app_settings.timezone, allow_past=True
     )
+    # APScheduler checks that the stored arguments fill every required parameter; a
+    # `scheduled_time` parameter is filled by the scheduler at each run instead.
+    placeholder = (
+        {binding.SCHEDULED_TIME: None} if binding.takes_scheduled_time(declaration.func) else {}
+    )
     job = Job(
         None,
         id=declaration.id,
@@ -419,12 +444,13 @@ def _add_declared_job(declaration: JobDeclaration, actor: str) -> None:
         trigger=trigger,
         executor="default",
         args=declaration.args,
-        kwargs=declaration.kwargs,
+        kwargs={**declaration.kwargs, **placeholder},
         name=declaration.name,
         misfire_grace_time=declaration.misfire_grace_time,
         coalesce=declaration.coalesce,
         max_instances=declaration.max_instances,
     )
+    job.kwargs = dict(declaration.kwargs)
     # Set directly, not through Job(): its conversion needs a running scheduler.
     job.next_run_time = _first_fire_time(trigger)
     state = job.__getstate__()

@@ -31,7 +31,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app import services
+from scheduler_app import binding, services
 from scheduler_app.conf import app_settings
 from scheduler_app.models import EXECUTION_QUEUED, ExecutionRecord, JobRecord
 from scheduler_app.state import load_state
@@ -98,8 +98,12 @@ def _start(job_id: str, run_time: datetime) -> tuple[Any, list[Any], dict[str, A
             return None
         execution.status = DjangoJobExecution.SENT
         execution.save(update_fields=["status"])
-        ExecutionRecord.objects.filter(execution=execution).update(started_at=timezone.now())
-    return func, list(state["args"]), dict(state["kwargs"])
+        records = ExecutionRecord.objects.filter(execution=execution)
+        records.update(started_at=timezone.now())
+        run_kwargs = records.values_list("kwargs", flat=True).first()
+    kwargs = binding.run_kwargs(func, state["kwargs"], run_kwargs=run_kwargs,
+                                scheduled_time=run_time)
+    return func, list(state["args"]), kwargs
 
 
 def _refusal(job_id: str, run_time: datetime, state: dict[str, Any]) -> tuple[str, str] | None:

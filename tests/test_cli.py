@@ -43,7 +43,7 @@ API_JOB_FIELDS = {
 }
 API_EXECUTION_FIELDS = {
     "id", "job", "status", "run_time", "started", "lateness", "finished", "duration", "exception",
-    "traceback",
+    "traceback", "cause", "kwargs",
 }
 ANSI_ESCAPE = "\x1b["
 

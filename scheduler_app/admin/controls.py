@@ -1,9 +1,10 @@
 """The job page's operator controls beyond the schedule form: the run policy, a pause with
-a reason and an end. Each is a small form posted to its own URL, a thin caller of one
-service, answered with a message and a redirect back to the job page."""
+a reason and an end, a run with arguments. Each is a small form posted to its own URL, a
+thin caller of one service, answered with a message and a redirect back to the job page."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -89,6 +90,16 @@ class PauseForm(_JobControlForm):
         return until
 
 
+class RunForm(_JobControlForm):
+    """Run now with keyword arguments for this run only, typed as a JSON object."""
+
+    kwargs = forms.JSONField(
+        label="Arguments", required=False,
+        help_text='A JSON object, e.g. {"limit": 100}; on top of the job\'s own arguments.',
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 40, "placeholder": '{"limit": 100}'}),
+    )
+
+
 class JobControlsMixin:
     """URLs and views of the controls, for `JobAdmin`."""
 
@@ -96,6 +107,7 @@ class JobControlsMixin:
         return [
             path("<path:object_id>/policy/", wrap(self.policy_view), name=f"{prefix}_policy"),
             path("<path:object_id>/pause/", wrap(self.pause_view), name=f"{prefix}_pause"),
+            path("<path:object_id>/run/", wrap(self.run_view), name=f"{prefix}_run"),
         ]
 
     @method_decorator(require_POST)
@@ -115,6 +127,20 @@ class JobControlsMixin:
                 **change,
             ).message
         ))
+
+    @method_decorator(require_POST)
+    def run_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+        """Ask the scheduler to run the job now, with the arguments the form holds."""
+        def run(form: RunForm, change: dict[str, Any]) -> str:
+            kwargs = form.cleaned_data["kwargs"]
+            run_request = services.request_job_run(kwargs=kwargs, **change)
+            arguments = f" with {json.dumps(kwargs)}" if kwargs else ""
+            return (
+                f"sent to the scheduler process to run now{arguments} "
+                f"(request #{run_request.id})."
+            )
+
+        return self._control(request, object_id, RunForm, run)
 
     def _control(
         self,

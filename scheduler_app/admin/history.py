@@ -66,8 +66,8 @@ class ExecutionAdmin(JobHistoryAdmin):
     list_filter = (ExecutionStatusFilter, JobIdFilter, "run_time")
     search_fields = ("job__id", "exception")
     fields = (
-        "job_link", "status_badge", "scheduled", "started", "lateness", "finished_at",
-        "duration_seconds", "exception", "traceback_block",
+        "job_link", "status_badge", "cause", "run_arguments", "scheduled", "started", "lateness",
+        "finished_at", "duration_seconds", "exception", "traceback_block",
     )
     readonly_fields = fields
 
@@ -77,6 +77,19 @@ class ExecutionAdmin(JobHistoryAdmin):
     @admin.display(description="Status", ordering="status")
     def status_badge(self, row: DjangoJobExecution) -> SafeString:
         return status_badge(selectors.ExecutionView.from_row(row).status)
+
+    @admin.display(description="Cause")
+    def cause(self, row: DjangoJobExecution) -> str:
+        cause = selectors.ExecutionView.from_row(row).cause
+        return cause.replace("_", " ") if cause else "—"
+
+    @admin.display(description="Arguments for this run")
+    def run_arguments(self, row: DjangoJobExecution) -> SafeString:
+        kwargs = selectors.ExecutionView.from_row(row).kwargs
+        if not kwargs:
+            return muted("none: the job's own")
+        text = json.dumps(kwargs, indent=2)
+        return format_html('<pre class="scheduler-arguments">{}</pre>', text)
 
     @admin.display(description="Scheduled for", ordering="run_time")
     def scheduled(self, row: DjangoJobExecution) -> SafeString:

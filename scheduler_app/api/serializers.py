@@ -77,6 +77,14 @@ class ExecutionSerializer(serializers.Serializer):
     )
     exception = serializers.CharField(read_only=True, allow_null=True)
     traceback = serializers.CharField(read_only=True, allow_null=True)
+    cause = serializers.CharField(
+        read_only=True, allow_null=True, help_text="scheduled, run_now or backfill."
+    )
+    kwargs = serializers.DictField(
+        read_only=True,
+        allow_null=True,
+        help_text="Keyword arguments given for this run only (run now), on top of the job's.",
+    )
 
     def to_representation(self, run: ExecutionView) -> dict[str, Any]:
         return _run_representation(run, datetime_formatter(), whole=True)
@@ -87,6 +95,8 @@ class LastExecutionSerializer(ExecutionSerializer):
 
     job = None
     traceback = None
+    cause = None
+    kwargs = None
 
     def to_representation(self, run: ExecutionView) -> dict[str, Any]:
         return _run_representation(run, datetime_formatter(), whole=False)
@@ -109,7 +119,7 @@ def _run_representation(
         exception=run.exception,
     )
     if whole:
-        representation["traceback"] = run.traceback
+        representation.update(traceback=run.traceback, cause=run.cause, kwargs=run.kwargs)
     return representation
 
 
@@ -245,7 +255,7 @@ class RunRequestSerializer(serializers.ModelSerializer):
         model = RunRequest
         fields = [
             "id", "job", "status", "requested_at", "requested_by", "source", "claimed_at",
-            "run_time", "detail",
+            "run_time", "detail", "kwargs",
         ]
         read_only_fields = fields
 
@@ -401,6 +411,26 @@ class PauseSerializer(StrictBodySerializer):
         required=False,
         allow_null=True,
         help_text="ISO 8601, in the future: the scheduler resumes the job then.",
+    )
+
+
+@extend_schema_field({
+    "type": "object",
+    "additionalProperties": True,
+    "description": "Parameter names of the job's function to JSON values.",
+    "example": {"dry_run": True, "limit": 100},
+})
+class _RunKwargsField(serializers.JSONField):
+    """Run keyword arguments, passed on as sent: `scheduler_app.binding` checks them."""
+
+
+class TriggerSerializer(StrictBodySerializer):
+    """The optional body of a run now: keyword arguments for this run only."""
+
+    kwargs = _RunKwargsField(
+        required=False,
+        help_text="Keyword arguments for this run only, on top of the job's own; bound "
+        "against the function's signature (an unknown or missing parameter is a 400).",
     )
 
 

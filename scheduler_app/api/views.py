@@ -47,6 +47,7 @@ from scheduler_app.api.serializers import (
     RunRequestSerializer,
     SchedulerStatusSerializer,
     ScheduleSerializer,
+    TriggerSerializer,
 )
 from scheduler_app.exceptions import JobNotFound
 from scheduler_app.models import Source
@@ -174,7 +175,7 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
             "schedule": ScheduleSerializer,
             "policy": PolicySerializer,
             "pause": PauseSerializer,
-            "trigger": RunRequestSerializer,
+            "trigger": TriggerSerializer,
             "executions": ExecutionSerializer,
             "changes": JobChangeSerializer,
         }
@@ -308,13 +309,24 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         parameters=[JOB_ID, IF_MATCH, ETAG],
-        request=None,
+        request=TriggerSerializer,
         responses={202: RunRequestSerializer, **WRITE_ERRORS},
+        examples=[
+            OpenApiExample(
+                "With arguments for this run", value={"kwargs": {"label": "rerun"}},
+                request_only=True,
+            ),
+        ],
     )
     @action(detail=True, methods=["post"])
     def trigger(self, request: Request, **kwargs: Any) -> Response:
-        """Ask the scheduler process to run the job once, now; its schedule stays as it is."""
-        run_request = services.request_job_run(job_id=self.job_id, **_change(request))
+        """Ask the scheduler process to run the job once, now, optionally with `kwargs`
+        for this run only; its schedule and stored arguments stay as they are."""
+        serializer = TriggerSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run_request = services.request_job_run(
+            job_id=self.job_id, kwargs=serializer.validated_data.get("kwargs"), **_change(request)
+        )
         return Response(
             RunRequestSerializer(run_request).data,
             status=status.HTTP_202_ACCEPTED,

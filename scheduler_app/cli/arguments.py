@@ -140,6 +140,11 @@ def _add_trigger(add_parser: AddParser) -> None:
     trigger = add_parser("trigger", help="Run a job once, now, through the scheduler process.")
     trigger.add_argument("job_id", metavar="JOB_ID")
     trigger.add_argument(
+        "--kwarg", dest="run_kwargs", action="append", type=parsing.run_kwarg,
+        metavar="NAME=VALUE",
+        help="A keyword argument for this run only (VALUE is JSON, or else text); repeatable.",
+    )
+    trigger.add_argument(
         "--wait", action="store_true",
         help=f"Wait for the run and exit with its outcome: 0 success, {EXIT_FAILED} failure, "
         f"{EXIT_TIMED_OUT} timeout.",

@@ -11,6 +11,7 @@ stderr and exit status 2 (`arguments.one_line_usage_errors`).
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,6 +81,28 @@ def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) == 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
     return int(text)
+
+
+def run_kwarg(text: str) -> tuple[str, Any]:
+    """Parse `NAME=VALUE` for `trigger --kwarg`: the value as JSON when it is JSON
+    (5, true, null, "5", [1, 2], {...}), else as text (an argparse type)."""
+    name, separator, value = text.partition("=")
+    if not separator or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE, e.g. limit=100")
+    try:
+        return name.strip(), json.loads(value)
+    except ValueError:
+        return name.strip(), value
+
+
+def run_kwargs(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """`--kwarg` pairs as a dict; a name given twice is refused, not guessed."""
+    kwargs: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in kwargs:
+            raise CommandError(f"--kwarg {name} is given twice", returncode=EXIT_USAGE)
+        kwargs[name] = value
+    return kwargs
 
 
 def count_or_none(text: str) -> int | None:

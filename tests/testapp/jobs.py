@@ -1,5 +1,6 @@
 """Jobs the tests and benchmarks run through a real scheduler process."""
 
+import datetime
 import os
 import time
 
@@ -37,3 +38,17 @@ def fail(label: str = "") -> None:
     ProbeRun.objects.create(job_id="probe.fail", label=label, started_at=timezone.now(),
                             pid=os.getpid())
     raise RuntimeError("probe.fail always fails")
+
+
+@scheduled_job("cron", year="2099", month=1, day=1, id="probe.scheduled",
+               name="Scheduled-time probe", max_instances=10)
+def record_scheduled_time(scheduled_time: datetime.datetime, label: str = "") -> None:
+    """Record the scheduled time the scheduler passed, as the run's label."""
+    ProbeRun.objects.create(job_id="probe.scheduled", label=scheduled_time.isoformat(),
+                            started_at=timezone.now(), pid=os.getpid())
+
+
+@scheduled_job("cron", year="2099", month=1, day=1, id="probe.needs", name="Needs a limit",
+               kwargs={"limit": 10})
+def needs_a_limit(limit: int, *, dry_run: bool = False) -> None:
+    """A job with a required parameter, which its declaration supplies."""

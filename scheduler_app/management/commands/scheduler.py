@@ -11,6 +11,7 @@ exit status (`scheduler_app.cli.errors`); `trigger --wait` exits with the run's 
 from __future__ import annotations
 
 import getpass
+import json
 import os
 from collections.abc import Iterable
 from datetime import datetime
@@ -195,7 +196,14 @@ class Command(BaseCommand):
         self._report_change(outcome)
 
     def handle_trigger(
-        self, *, job_id: str, wait: bool, timeout: float, if_version: int | None, **_: Any
+        self,
+        *,
+        job_id: str,
+        run_kwargs: list[tuple[str, Any]] | None,
+        wait: bool,
+        timeout: float,
+        if_version: int | None,
+        **_: Any,
     ) -> None:
         if not selectors.scheduler_status().running:
             self.stderr.write(
@@ -203,8 +211,12 @@ class Command(BaseCommand):
                 "(manage.py runscheduler).",
                 style_func=self.style.WARNING,
             )
-        run_request = services.request_job_run(**_change_request(job_id, if_version))
-        self.stdout.write(f"{job_id}: run requested (request #{run_request.id}).")
+        kwargs = parsing.run_kwargs(run_kwargs) if run_kwargs else None
+        run_request = services.request_job_run(
+            kwargs=kwargs, **_change_request(job_id, if_version)
+        )
+        with_kwargs = f" with {json.dumps(kwargs)}" if kwargs else ""
+        self.stdout.write(f"{job_id}: run requested (request #{run_request.id}){with_kwargs}.")
         if wait:
             self._report_run(runs.wait_for_run(run_request, timeout=timeout), timeout=timeout)
 
