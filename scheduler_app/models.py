@@ -138,6 +138,7 @@ class JobChange(models.Model):
         RESET = "reset", "Reset to code default"
         RUN_REQUESTED = "run_requested", "Run requested"
         POLICY_CHANGED = "policy_changed", "Run policy changed"
+        REVERTED = "reverted", "Reverted to an earlier version"
 
     job_id = models.CharField(max_length=255)
     version = models.PositiveBigIntegerField(help_text="The job's version after this change.")
@@ -146,6 +147,9 @@ class JobChange(models.Model):
     source = models.CharField(max_length=16, choices=Source.choices)
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
+    # What the change did, in words ("Reverted to version 3", "Paused after 3
+    # consecutive failures").
+    message = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -32,7 +32,7 @@ from scheduler_app.exceptions import (
     VersionConflict,
 )
 from scheduler_app.models import JobChange, JobRecord, RunRequest, Source
-from scheduler_app.policy import policy_of, validate_policy
+from scheduler_app.policy import POLICY_FIELDS, policy_of, validate_policy
 from scheduler_app.registry import JobDeclaration, registry
 from scheduler_app.state import (
     UnreadableState,
@@ -231,7 +231,8 @@ def resume_jobs_due(*, now: datetime | None = None) -> list[str]:
                     f"Not resumed at {record.paused_until.isoformat()}: {error.message}"
                 )
                 record.paused_until = None
-                _commit(job, JobChange.Action.PAUSED, SCHEDULER_ACTOR, Source.SCHEDULER, "")
+                _commit(job, JobChange.Action.PAUSED, SCHEDULER_ACTOR, Source.SCHEDULER,
+                        record.paused_reason)
                 logger.warning("Job %r stays paused: %s", job_id, error.message)
                 continue
             _commit(job, JobChange.Action.RESUMED, SCHEDULER_ACTOR, Source.SCHEDULER,
@@ -270,6 +271,71 @@ def _apply_policy(job: _LockedJob, policy: Mapping[str, Any]) -> None:
             job.record.pause_after_failures = value
         else:
             job.state[name] = value
+
+
+def revert_job(
+    *,
+    job_id: str,
+    version: int,
+    actor: str,
+    source: str,
+    expected_version: int | None = None,
+) -> ChangeOutcome:
+    """Give a job back the schedule, run policy and paused state it had right after
+    `version`, as read from the audit trail; the result is a new version."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InvalidInput("must be a version number of at least 1.", field="version")
+    with transaction.atomic():
+        job = _lock_job(job_id, expected_version)
+        _refuse_if_broken(job)
+        target = (
+            JobChange.objects.filter(job_id=job_id, version=version, after__isnull=False)
+            .exclude(action=JobChange.Action.RUN_REQUESTED)
+            .order_by("-id")
+            .values_list("after", flat=True)
+            .first()
+        )
+        if target is None:
+            raise JobStateConflict(
+                f"The audit trail of job {job_id!r} no longer holds version {version}: "
+                "there is nothing to revert to."
+            )
+        _restore(job, target, actor=actor)
+        message = f"Reverted to version {version}"
+        return _commit(job, JobChange.Action.REVERTED, actor, source, message)
+
+
+def _restore(job: _LockedJob, summary: Mapping[str, Any], *, actor: str) -> None:
+    """Put a locked job in the state an audit summary describes (nothing written yet).
+
+    Summaries written before run policies and pause notes existed hold only the
+    schedule and the paused state: the rest is left as it is.
+    """
+    trigger = triggers.build_trigger(
+        {"trigger": summary["trigger"], "trigger_args": summary["trigger_args"]},
+        timezone=app_settings.timezone,
+        allow_past=True,
+    )
+    job.state["trigger"] = trigger
+    _apply_policy(job, {name: summary[name] for name in POLICY_FIELDS if name in summary})
+    record = job.record
+    if summary.get("enabled"):
+        next_run_time = _first_fire_time(trigger)
+        if next_run_time is None:
+            raise JobStateConflict(
+                f"Job {job.row.id!r} ran on that schedule, which has no future run now: "
+                "reschedule it instead."
+            )
+        job.state["next_run_time"] = next_run_time
+        _clear_pause(record)
+        return
+    if job.row.next_run_time is not None:
+        # Running now: the revert is what pauses it.
+        record.paused_by, record.paused_at = actor, timezone.now()
+    job.state["next_run_time"] = None
+    record.paused_reason = summary.get("paused_reason")
+    until = summary.get("paused_until")
+    record.paused_until = datetime.fromisoformat(until) if until else None
 
 
 def record_run_outcome(*, job_id: str, failed: bool) -> None:
@@ -546,6 +612,7 @@ def _commit(
         source=source,
         before=job.before,
         after=_summary(job.state, job.record),
+        message=message[:255],
     )
     notifications.notify_change(job.row.id)
     return ChangeOutcome(job=selectors.locked_job_view(job.row), changed=True, message=message)

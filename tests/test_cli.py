@@ -634,7 +634,8 @@ def test_changes_json_limit_and_a_deleted_jobs_trail(synced):
     assert [change["action"] for change in changes] == ["run_requested", "paused", "created"]
     assert newest == changes[0]
     assert set(newest) == {
-        "id", "job", "version", "action", "actor", "source", "before", "after", "created_at",
+        "id", "job", "version", "action", "actor", "source", "before", "after", "message",
+        "created_at",
     }
     assert (newest["actor"], newest["source"]) == (getpass.getuser(), "cli")
     everything = scheduler("changes", "--json").json()

@@ -1,6 +1,7 @@
 """The job page's operator controls beyond the schedule form: the run policy, a pause with
-a reason and an end, a run with arguments. Each is a small form posted to its own URL, a
-thin caller of one service, answered with a message and a redirect back to the job page."""
+a reason and an end, a run with arguments, a restore of an earlier version. Each is a
+small form posted to its own URL, a thin caller of one service, answered with a message
+and a redirect back to the job page."""
 
 from __future__ import annotations
 
@@ -100,6 +101,12 @@ class RunForm(_JobControlForm):
     )
 
 
+class RevertForm(_JobControlForm):
+    """A "Restore" button of the job's changes: the version to go back to."""
+
+    to_version = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
+
+
 class JobControlsMixin:
     """URLs and views of the controls, for `JobAdmin`."""
 
@@ -108,6 +115,7 @@ class JobControlsMixin:
             path("<path:object_id>/policy/", wrap(self.policy_view), name=f"{prefix}_policy"),
             path("<path:object_id>/pause/", wrap(self.pause_view), name=f"{prefix}_pause"),
             path("<path:object_id>/run/", wrap(self.run_view), name=f"{prefix}_run"),
+            path("<path:object_id>/revert/", wrap(self.revert_view), name=f"{prefix}_revert"),
         ]
 
     @method_decorator(require_POST)
@@ -141,6 +149,14 @@ class JobControlsMixin:
             )
 
         return self._control(request, object_id, RunForm, run)
+
+    @method_decorator(require_POST)
+    def revert_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+        """A "Restore" button: give the job back the state of one of its versions."""
+        return self._control(request, object_id, RevertForm, lambda form, change: (
+            services.revert_job(version=form.cleaned_data["to_version"], **change).message
+            + "."
+        ))
 
     def _control(
         self,

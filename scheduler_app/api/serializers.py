@@ -241,7 +241,8 @@ class JobChangeSerializer(serializers.ModelSerializer):
     class Meta:
         model = JobChange
         fields = [
-            "id", "job", "version", "action", "actor", "source", "before", "after", "created_at",
+            "id", "job", "version", "action", "actor", "source", "before", "after", "message",
+            "created_at",
         ]
         read_only_fields = fields
 
@@ -431,6 +432,16 @@ class TriggerSerializer(StrictBodySerializer):
         required=False,
         help_text="Keyword arguments for this run only, on top of the job's own; bound "
         "against the function's signature (an unknown or missing parameter is a 400).",
+    )
+
+
+class RevertSerializer(StrictBodySerializer):
+    """The body of a revert: the version whose state to restore."""
+
+    version = serializers.IntegerField(
+        min_value=1,
+        help_text="A version from the job's audit trail (`changes/`); the job gets back the "
+        "schedule, run policy and paused state it had right after it.",
     )
 
 

@@ -9,6 +9,7 @@ URLs of the scheduler API; the demo project mounts them at `/api/scheduler/`.
     jobs/{id}/resume/            POST
     jobs/{id}/trigger/           POST  run once now (202, the run request)
     jobs/{id}/reset/             POST  back to the code default
+    jobs/{id}/revert/            POST  back to the state right after a version
     jobs/{id}/executions/        GET
     jobs/{id}/changes/           GET   audit trail
     executions/                  GET

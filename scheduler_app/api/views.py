@@ -44,6 +44,7 @@ from scheduler_app.api.serializers import (
     JobSerializer,
     PauseSerializer,
     PolicySerializer,
+    RevertSerializer,
     RunRequestSerializer,
     SchedulerStatusSerializer,
     ScheduleSerializer,
@@ -175,6 +176,7 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
             "schedule": ScheduleSerializer,
             "policy": PolicySerializer,
             "pause": PauseSerializer,
+            "revert": RevertSerializer,
             "trigger": TriggerSerializer,
             "executions": ExecutionSerializer,
             "changes": JobChangeSerializer,
@@ -331,6 +333,23 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
             RunRequestSerializer(run_request).data,
             status=status.HTTP_202_ACCEPTED,
             headers={"ETag": _etag(run_request.job.record.version)},
+        )
+
+    @extend_schema(
+        parameters=[JOB_ID, IF_MATCH, ETAG, MESSAGE],
+        request=RevertSerializer,
+        responses={200: JobSerializer, **WRITE_ERRORS},
+        examples=[OpenApiExample("Back to version 3", value={"version": 3}, request_only=True)],
+    )
+    @action(detail=True, methods=["post"])
+    def revert(self, request: Request, **kwargs: Any) -> Response:
+        """Restore the schedule, run policy and paused state the job had right after
+        `version`, as a new version ("Reverted to version N"); 409 if the audit trail no
+        longer holds that version."""
+        serializer = RevertSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self._changed_job_response(
+            services.revert_job, request, version=serializer.validated_data["version"]
         )
 
     @JOB_CHANGE_SCHEMA

@@ -38,7 +38,7 @@ def add_subcommands(parser: CommandParser) -> None:
 
     for add_subcommand in (
         _add_list, _add_show, _add_pause_and_resume, _add_trigger, _add_reschedule, _add_policy,
-        _add_reset,
+        _add_revert, _add_reset,
         _add_history, _add_changes, _add_status, _add_prune,
     ):
         add_subcommand(add_parser)
@@ -189,6 +189,18 @@ def _add_reschedule(add_parser: AddParser) -> None:
         "--dry-run", action="store_true",
         help="Validate and print the next fire times; change nothing.",
     )
+
+
+def _add_revert(add_parser: AddParser) -> None:
+    revert = add_parser(
+        "revert", help="Give a job back the schedule, run policy and paused state of a version."
+    )
+    revert.add_argument("job_id", metavar="JOB_ID")
+    revert.add_argument(
+        "--to", dest="version", type=parsing.positive_int, required=True, metavar="N",
+        help="The version, as `changes JOB_ID` lists it.",
+    )
+    _add_if_version_option(revert)
 
 
 def _add_reset(add_parser: AddParser) -> None:

@@ -309,4 +309,7 @@ def _what_changed(change: JobChange) -> str:
         (key, trigger_before.get(key), trigger_after.get(key))
         for key in sorted({*trigger_before, *trigger_after})
     ]
-    return ", ".join(f"{key} {old}→{new}" for key, old, new in moved if old != new)
+    moved_text = ", ".join(f"{key} {old}→{new}" for key, old, new in moved if old != new)
+    if change.action == JobChange.Action.REVERTED:
+        return f"{change.message}: {moved_text}" if moved_text else change.message
+    return moved_text

@@ -42,7 +42,7 @@ PREVIEW_COUNT = 5
 class Command(BaseCommand):
     help = (
         "List, inspect and change scheduled jobs: pause, resume, run now, reschedule, change "
-        "the run policy, reset, "
+        "the run policy, revert to a version, reset, "
         "execution history, audit trail, scheduler status and pruning of old executions."
     )
 
@@ -163,6 +163,12 @@ class Command(BaseCommand):
 
     def handle_resume(self, *, job_id: str, if_version: int | None, **_: Any) -> None:
         self._report_change(services.resume_job(**_change_request(job_id, if_version)))
+
+    def handle_revert(
+        self, *, job_id: str, version: int, if_version: int | None, **_: Any
+    ) -> None:
+        outcome = services.revert_job(version=version, **_change_request(job_id, if_version))
+        self._report_change(outcome)
 
     def handle_reset(self, *, job_id: str, if_version: int | None, **_: Any) -> None:
         self._report_change(services.reset_job(**_change_request(job_id, if_version)))
