@@ -46,6 +46,7 @@ DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_throughput"
 REDIS_URL = "redis://127.0.0.1:6379/12"
 NOOP = "probe.noop"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PROFILE_FORMATS = {".json": "speedscope", ".txt": "raw"}  # else an SVG flame graph
 
 
 @dataclass
@@ -94,6 +95,8 @@ def main() -> None:
     parser.add_argument("--profile", help="py-spy record the scheduler into this SVG/speedscope "
                                           "file (first scheduler system only)")
     options = parser.parse_args()
+    # As deployed: with DEBUG every process also logs each query it makes.
+    os.environ.setdefault("DJANGO_DEBUG", "0")
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.celery_settings"
     setup_django(DATABASE_URL)
     lead = options.lead if options.lead is not None else 10 + options.jobs / 10_000
@@ -155,7 +158,7 @@ def run_ours(system: str, options: argparse.Namespace, lead: float) -> Result:
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
                  str(scheduler.pid), "--threads", "--idle",
                  "--duration", str(int(options.seconds)), "--output", options.profile,
-                 "--format", "speedscope" if options.profile.endswith(".json") else "flamegraph"],
+                 "--format", PROFILE_FORMATS.get(Path(options.profile).suffix, "flamegraph")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         rss_start = rss_mb(scheduler.pid)
         cpu_start = cpu_seconds(scheduler.pid)

@@ -32,22 +32,21 @@ from collections.abc import Callable
 from datetime import datetime
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
-from apscheduler.executors.base import MaxInstancesReachedError, run_job
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.job import Job
+from apscheduler.executors.base import MaxInstancesReachedError
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_STOPPED
 from apscheduler.schedulers.blocking import BlockingScheduler
 from django.db import DatabaseError, connections
 from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 
-from scheduler_app import binding, selectors, services
+from scheduler_app import selectors, services
 from scheduler_app.conf import app_settings
+from scheduler_app.executor import RecordingExecutor
 from scheduler_app.jobstore import ClaimedRun, JobStore
 from scheduler_app.leadership import Leadership, LeadershipLost, new_instance_name
 from scheduler_app.models import SchedulerProcess
 from scheduler_app.notifications import make_listener, uses_listen_notify
-from scheduler_app.outcomes import record_run_started
+from scheduler_app.recorder import RunRecorder, RunReport, count_toward_auto_pause
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +57,28 @@ class Scheduler(BlockingScheduler):
     """A BlockingScheduler whose passes claim work from the store under row locks."""
 
     def __init__(self, **options: object) -> None:
-        self.jobstore = JobStore(dispatch=_task_dispatcher())
+        self.recorder = RunRecorder(hooks=[count_toward_auto_pause])
+        self.jobstore = JobStore(dispatch=_task_dispatcher(), record_events=False)
         self.leadership = Leadership(instance=new_instance_name(), ttl=app_settings.LEASE_TTL)
         self.stop_requested = threading.Event()
         self.retry_delay = 0.0
         self.next_lost_run_sweep = 0.0
         super().__init__(
             jobstores={JOBSTORE_ALIAS: self.jobstore},
-            executors={"default": StartRecordingExecutor(max_workers=app_settings.THREADS)},
+            executors={"default": RecordingExecutor(
+                recorder=self.recorder, max_workers=app_settings.THREADS)},
             timezone=app_settings.timezone,
             **options,
         )
+
+    def start(self, *args: object, **kwargs: object) -> None:
+        self.recorder.start()
+        super().start(*args, **kwargs)
+
+    def shutdown(self, wait: bool = True) -> None:
+        super().shutdown(wait)
+        # After the executor: the runs that were still going are recorded too.
+        self.recorder.stop()
 
     def wakeup(self) -> None:
         # Listener and coordinator threads start before `start()` creates the event;
@@ -101,8 +111,7 @@ class Scheduler(BlockingScheduler):
         try:
             with self._jobstores_lock:
                 services.resume_jobs_due(now=now)
-                claimed = self.jobstore.claim_run_requests(now, fence=fence)
-                claimed += self.jobstore.claim_due_jobs(now, fence=fence)
+                claimed = self.jobstore.claim(now, fence=fence)
             if self.jobstore.dispatch is None:  # else the claim handed them to task workers
                 for run in claimed:
                     self._submit(run)
@@ -134,6 +143,13 @@ class Scheduler(BlockingScheduler):
         except MaxInstancesReachedError:
             logger.warning("Run of job %r skipped: %d instance(s) already running",
                            run.job.id, run.job.max_instances)
+            for run_time in run.run_times:
+                self.recorder.report(RunReport(
+                    job_id=run.job.id, run_time=run_time,
+                    status=DjangoJobExecution.MAX_INSTANCES, finished_at=timezone.now(),
+                    exception=f"Execution of job {run.job.id!r} skipped: "
+                              f"{run.job.max_instances} instance(s) already running.",
+                ))
             code = EVENT_JOB_MAX_INSTANCES
         else:
             code = EVENT_JOB_SUBMITTED
@@ -156,44 +172,6 @@ class Scheduler(BlockingScheduler):
         # one is opened by the next query.
         connections.close_all()
         return self.retry_delay
-
-
-class StartRecordingExecutor(ThreadPoolExecutor):
-    """APScheduler's thread pool executor that records when each run really starts.
-
-    `BasePoolExecutor._do_submit_job` hands all of a submission's run times to
-    `run_job`, which skips the ones past their misfire grace time and runs the
-    others one after the other; the only moment a run is known to start is when its
-    function is called, so each run time goes to `run_job` alone, with the job's
-    function wrapped to record the start first. Everything else, and the one
-    instance count per submission, is as in `_do_submit_job`.
-    """
-
-    def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
-        def callback(future: object) -> None:
-            error = future.exception()
-            if error is not None:
-                self._run_job_error(job.id, error, error.__traceback__)
-            else:
-                self._run_job_success(job.id, future.result())
-
-        future = self._pool.submit(_run_recording_starts, job, run_times, self._logger.name)
-        future.add_done_callback(callback)
-
-
-def _run_recording_starts(job: Job, run_times: list[datetime], logger_name: str) -> list[object]:
-    func = job.func
-    events = []
-    for run_time in run_times:
-        def started_then_run(*args: object, _run_time: datetime = run_time, **kwargs: object):
-            record_run_started(job_id=job.id, run_time=_run_time)
-            kwargs = binding.run_kwargs(func, kwargs, run_kwargs=None, scheduled_time=_run_time)
-            return func(*args, **kwargs)
-
-        job.func = started_then_run
-        events += run_job(job, job._jobstore_alias, [run_time], logger_name)
-    job.func = func
-    return events
 
 
 def _earliest(*moments: datetime | None) -> datetime | None:

@@ -11,7 +11,7 @@ and the commands call these and nothing else, so the three front doors behave al
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -346,6 +346,29 @@ def record_run_outcome(*, job_id: str, failed: bool) -> None:
     in this same transaction: the scheduler never starts a run that a recorded
     failure should have prevented.
     """
+    record_run_outcomes(outcomes=[(job_id, failed)])
+
+
+def record_run_outcomes(*, outcomes: Sequence[tuple[str, bool]]) -> None:
+    """`record_run_outcome` for a batch of (job id, failed) in the order the runs ended.
+
+    The scheduler's recorder writes many outcomes per transaction: the jobs whose
+    runs in the batch all succeeded are reset in one statement; a job with a failure
+    among them has its runs counted one by one, in order, as if recorded singly.
+    """
+    failing = {job_id for job_id, failed in outcomes if failed}
+    succeeded_only = {job_id for job_id, _ in outcomes} - failing
+    if succeeded_only:
+        # One statement, a no-op for the usual job that did not fail last time.
+        JobRecord.objects.filter(job_id__in=succeeded_only, consecutive_failures__gt=0).update(
+            consecutive_failures=0
+        )
+    for job_id, failed in outcomes:
+        if job_id in failing:
+            _count_run_outcome(job_id, failed)
+
+
+def _count_run_outcome(job_id: str, failed: bool) -> None:
     if not failed:
         # One statement, a no-op for the usual job that did not fail last time.
         JobRecord.objects.filter(job_id=job_id, consecutive_failures__gt=0).update(
