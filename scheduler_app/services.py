@@ -487,7 +487,13 @@ def sync_jobs_from_code(
     """
     declarations = list(registry if declarations is None else declarations)
     report = SyncReport()
+    stored = _stored_states([declaration.id for declaration in declarations])
     for declaration in declarations:
+        if _matches_code(stored.get(declaration.id), declaration):
+            # Nothing to write: no transaction, no lock (a restart with 10,000
+            # unchanged declared jobs took one transaction each, 24 s).
+            report.unchanged.append(declaration.id)
+            continue
         outcome = _sync_declaration(declaration, actor)
         getattr(report, outcome).append(declaration.id)
     declared = {declaration.id for declaration in registry}
@@ -495,6 +501,27 @@ def sync_jobs_from_code(
     report.orphaned.extend(job_id for job_id in stored if job_id not in declared)
     report.broken.extend(selectors.broken_job_ids())
     return report
+
+
+def _stored_states(job_ids: list[str], chunk: int = 1000) -> dict[str, bytes]:
+    """The stored states of these jobs, read in a few queries (SQLite caps parameters)."""
+    states: dict[str, bytes] = {}
+    for start in range(0, len(job_ids), chunk):
+        states.update(DjangoJob.objects.filter(id__in=job_ids[start:start + chunk])
+                      .values_list("id", "job_state"))
+    return states
+
+
+def _matches_code(job_state: bytes | None, declaration: JobDeclaration) -> bool:
+    """Whether a stored job already has what its declaration owns (read without a lock:
+    a job that looks changed is compared again under its row lock before any write)."""
+    if job_state is None:
+        return False
+    try:
+        state = load_state(job_state)
+    except UnreadableState:
+        return False
+    return all(state.get(key) == value for key, value in _code_owned_state(declaration).items())
 
 
 def _sync_declaration(declaration: JobDeclaration, actor: str) -> str:

@@ -249,7 +249,8 @@ def test_a_claim_costs_the_same_statements_for_five_due_jobs_as_for_fifty(store,
         with CaptureQueriesContext(connection) as queries:
             claimed = store.claim_due_jobs(NOW)
         assert len(claimed) == count
-        assert ExecutionRecord.objects.filter(execution__job__id__startswith=prefix).count() == count
+        records = ExecutionRecord.objects.filter(execution__job__id__startswith=prefix)
+        assert records.count() == count
         return len(queries)
 
     assert statements_to_claim(5, "few.") == statements_to_claim(50, "many.")

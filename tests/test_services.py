@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from apscheduler.triggers.date import DateTrigger
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_apscheduler.models import DjangoJob
 
 from scheduler_app import notifications, selectors, services
@@ -17,6 +20,7 @@ from scheduler_app.exceptions import (
     VersionConflict,
 )
 from scheduler_app.models import JobChange, RunRequest
+from scheduler_app.registry import registry
 from tests.conftest import break_function_reference, copy_stored_job, edit_stored_job, snapshot
 
 pytestmark = pytest.mark.django_db
@@ -238,3 +242,18 @@ def test_first_sync_adds_every_declared_job_once_with_audit(synced):
     created = JobChange.objects.filter(action="created")
     assert created.count() == len(synced.added)
     assert {entry.job_id for entry in created} == set(synced.added)
+
+
+@pytest.mark.django_db
+def test_restart_with_nothing_changed_costs_the_same_for_30_or_300_declared_jobs():
+    template = next(declaration for declaration in registry if declaration.id == "probe.noop")
+
+    def statements_of_a_second_sync(count: int) -> int:
+        declarations = [replace(template, id=f"bulk{count}.{i}") for i in range(count)]
+        assert len(services.sync_jobs_from_code(declarations=declarations).added) == count
+        with CaptureQueriesContext(connection) as queries:
+            report = services.sync_jobs_from_code(declarations=declarations)
+        assert len(report.unchanged) == count and not report.updated
+        return len(queries)
+
+    assert statements_of_a_second_sync(30) == statements_of_a_second_sync(300)
