@@ -310,17 +310,11 @@ class JobStore(DjangoJobStore):
         """Record (and, with `dispatch`, hand over) claimed runs in bulk; returns the
         claimed runs without the (job, run time) pairs that were already fired."""
         status = EXECUTION_QUEUED if self.dispatch else DjangoJobExecution.SENT
-        executions = [
-            DjangoJobExecution(job_id=run.job.id, status=status,
-                               run_time=util.get_django_internal_datetime(run_time))
-            for run in claimed for run_time in run.run_times
-        ]
+        runs = [(run.job.id, util.get_django_internal_datetime(run_time))
+                for run in claimed for run_time in run.run_times]
         try:
             with transaction.atomic():
-                DjangoJobExecution.objects.bulk_create(executions)
-                ExecutionRecord.objects.bulk_create(
-                    ExecutionRecord(execution=execution, cause=cause) for execution in executions
-                )
+                _insert_executions(runs, status=status, cause=cause)
         except IntegrityError:
             # Some (job, run time) was fired already (another scheduler's stale
             # claim): find which, one run at a time.
@@ -385,18 +379,56 @@ def _write_next_run_times(advanced: list[_Advance]) -> None:
             ["job_state", "next_run_time"],
         )
         return
-    # bulk_update would build two CASE expressions with a branch per row.
-    params: list[object] = []
-    for claim in advanced:
-        params += [claim.job_id, claim.job_state, claim.state["next_run_time"]]
-    values = ", ".join(["(%s, %s::bytea, %s::timestamptz)"] * len(advanced))
+    # bulk_update would build two CASE expressions with a branch per row; arrays
+    # keep the statement's text and parameters three, whatever the batch.
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {DjangoJob._meta.db_table} AS job"
             " SET job_state = claim.job_state, next_run_time = claim.next_run_time"
-            f" FROM (VALUES {values}) AS claim (id, job_state, next_run_time)"
+            " FROM unnest(%s::text[], %s::bytea[], %s::timestamptz[])"
+            " AS claim (id, job_state, next_run_time)"
             " WHERE job.id = claim.id",
-            params,
+            [[claim.job_id for claim in advanced], [claim.job_state for claim in advanced],
+             [claim.state["next_run_time"] for claim in advanced]],
+        )
+
+
+def _insert_executions(runs: list[tuple[str, datetime]], *, status: str, cause: str) -> None:
+    """Insert an execution and its `ExecutionRecord` for each (job id, run time).
+
+    Raises IntegrityError, inserting nothing, if any of them was fired already.
+    """
+    if not runs:
+        return
+    if connection.vendor != "postgresql":
+        executions = [DjangoJobExecution(job_id=job_id, run_time=run_time, status=status)
+                      for job_id, run_time in runs]
+        DjangoJobExecution.objects.bulk_create(executions)
+        ExecutionRecord.objects.bulk_create(
+            ExecutionRecord(execution=execution, cause=cause) for execution in executions
+        )
+        return
+    # One statement for both tables (bulk_create built two model instances and
+    # compiled every value of each run). Every other record column gets its
+    # model default, so a field added to ExecutionRecord needs no change here.
+    other_fields = [field for field in ExecutionRecord._meta.concrete_fields
+                    if field.column not in ("execution_id", "cause")]
+    defaults = [field.get_db_prep_save(field.get_default(), connection) for field in other_fields]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in other_fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH inserted AS (
+                INSERT INTO {DjangoJobExecution._meta.db_table} (job_id, run_time, status)
+                SELECT job_id, run_time, %s
+                FROM unnest(%s::text[], %s::timestamptz[]) AS run (job_id, run_time)
+                RETURNING id
+            )
+            INSERT INTO {ExecutionRecord._meta.db_table} (execution_id, cause, {columns})
+            SELECT id, %s, {", ".join(["%s"] * len(defaults))} FROM inserted
+            """,
+            [status, [job_id for job_id, _ in runs], [run_time for _, run_time in runs],
+             cause, *defaults],
         )
 
 

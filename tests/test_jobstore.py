@@ -255,3 +255,19 @@ def test_a_claim_costs_the_same_statements_for_five_due_jobs_as_for_fifty(store,
 
     assert statements_to_claim(5, "few.") == statements_to_claim(50, "many.")
     assert DjangoJob.objects.filter(next_run_time=NOW + timedelta(minutes=1)).count() == 55
+
+
+@pytest.mark.django_db
+def test_a_run_already_fired_is_left_out_and_the_rest_of_the_batch_is_claimed(store, scheduler):
+    trigger = IntervalTrigger(minutes=1, start_date=NOW - timedelta(hours=1), timezone=UTC)
+    store.add_job(make_job(scheduler, "a", NOW - timedelta(minutes=2), trigger=trigger))
+    store.add_job(make_job(scheduler, "b", NOW, trigger=trigger))
+    # Fired by a scheduler that lost its lease meanwhile: its execution row exists.
+    DjangoJobExecution.objects.create(job_id="a", run_time=NOW - timedelta(minutes=1),
+                                      status=DjangoJobExecution.SENT)
+
+    claimed = {run.job.id: run.run_times for run in store.claim_due_jobs(NOW)}
+
+    assert claimed == {"a": [NOW - timedelta(minutes=2), NOW], "b": [NOW]}
+    assert DjangoJobExecution.objects.filter(job_id="a").count() == 3
+    assert ExecutionRecord.objects.filter(execution__job_id="a").count() == 2
