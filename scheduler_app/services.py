@@ -521,6 +521,10 @@ def _matches_code(job_state: bytes | None, declaration: JobDeclaration) -> bool:
         state = load_state(job_state)
     except UnreadableState:
         return False
+    return _has_code_owned_state(state, declaration)
+
+
+def _has_code_owned_state(state: dict[str, Any], declaration: JobDeclaration) -> bool:
     return all(state.get(key) == value for key, value in _code_owned_state(declaration).items())
 
 
@@ -536,10 +540,9 @@ def _sync_declaration(declaration: JobDeclaration, actor: str) -> str:
         pass
     with transaction.atomic():
         job = _lock_job(declaration.id, None)
-        wanted = _code_owned_state(declaration)
-        if all(job.state.get(key) == value for key, value in wanted.items()):
+        if _has_code_owned_state(job.state, declaration):
             return "unchanged"
-        job.state.update(wanted)
+        job.state.update(_code_owned_state(declaration))
         _commit(job, JobChange.Action.UPDATED_FROM_CODE, actor, "code", "")
         return "updated"
 
