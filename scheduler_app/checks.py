@@ -74,11 +74,12 @@ def check_scheduler_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
             errors.append(
                 Error(f"SCHEDULER_APP[{key!r}] must be a positive number.", id="scheduler_app.E003")
             )
-    threads = configured.get("THREADS", DEFAULTS["THREADS"])
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        errors.append(
-            Error("SCHEDULER_APP['THREADS'] must be an integer >= 1.", id="scheduler_app.E004")
-        )
+    for key in ("THREADS", "BACKFILL_LIMIT"):
+        count = configured.get(key, DEFAULTS[key])
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            errors.append(
+                Error(f"SCHEDULER_APP[{key!r}] must be an integer >= 1.", id="scheduler_app.E004")
+            )
     if configured.get("NOTIFICATIONS", "auto") not in ("auto", "notify", "poll"):
         errors.append(
             Error("SCHEDULER_APP['NOTIFICATIONS'] must be 'auto', 'notify' or 'poll'.",

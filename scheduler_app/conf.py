@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "CHANNEL": "scheduler_app_changes",
     # Default misfire grace time (seconds) for declared jobs.
     "MISFIRE_GRACE_TIME": 60,
+    # Most runs one backfill may queue; a longer range is refused.
+    "BACKFILL_LIMIT": 1000,
 }
 
 

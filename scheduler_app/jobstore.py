@@ -84,6 +84,8 @@ class JobStore(DjangoJobStore):
         super().__init__(pickle_protocol)
         self.dispatch = dispatch
         self.record_events = record_events
+        # Whether the last claim left backfilled runs waiting for room.
+        self.backfills_waiting = False
 
     def register_event_listeners(self) -> None:
         if not self.record_events:
@@ -186,14 +188,18 @@ class JobStore(DjangoJobStore):
 
     @util.retry_on_db_operational_error
     def claim(self, now: datetime, *, fence: Callable[[], None] | None = None) -> list[ClaimedRun]:
-        """A scheduler pass's claims in one transaction: run-now requests, then due jobs.
+        """A scheduler pass's claims in one transaction: run-now requests, the backfilled
+        runs there is room for, then due jobs.
 
         One transaction, so the lease is checked once per pass, not once per kind.
         """
         with transaction.atomic():
             if fence is not None:
                 fence()
-            return self._claim_run_requests(now) + self._claim_due_jobs(now)
+            return (
+                self._claim_run_requests(now) + self._claim_backfills(now)
+                + self._claim_due_jobs(now)
+            )
 
     def _claim_due_jobs(
         self, now: datetime, before_write_back: Callable[[list[str]], None] | None = None
@@ -268,16 +274,68 @@ class JobStore(DjangoJobStore):
     def claim_run_requests(
         self, now: datetime, *, fence: Callable[[], None] | None = None
     ) -> list[ClaimedRun]:
-        """Claim pending run-now requests; each gets its own run time for its record."""
+        """Claim pending run-now requests, each with its own run time for its record, and
+        the backfilled runs the jobs' max_instances leave room for."""
         with transaction.atomic():
             if fence is not None:
                 fence()
-            return self._claim_run_requests(now)
+            return self._claim_run_requests(now) + self._claim_backfills(now)
+
+    def _claim_backfills(self, now: datetime) -> list[ClaimedRun]:
+        """Claim queued backfill runs, oldest scheduled time first, as many per job as its
+        max_instances leaves room for beside the runs in flight; the rest wait their
+        turn (`backfills_waiting` tells the scheduler to look again soon), never skipped.
+
+        Runs in flight are counted from the executions table, which marks a run
+        finished only after the executor has let go of it: the count is never below
+        the executor's own, so a claimed backfill run is never refused by it.
+        """
+        pending = RunRequest.objects.filter(
+            status=RunRequest.Status.PENDING, cause=ExecutionRecord.Cause.BACKFILL
+        )
+        self.backfills_waiting = False
+        claimed = []
+        for job_id in pending.values_list("job_id", flat=True).distinct().order_by("job_id"):
+            state = load_state(DjangoJob.objects.get(id=job_id).job_state)
+            in_flight = DjangoJobExecution.objects.filter(
+                job_id=job_id, status__in=(DjangoJobExecution.SENT, EXECUTION_QUEUED)
+            ).count()
+            room = max(state.get("max_instances") or 1, 1) - in_flight
+            batch = list(
+                pending.filter(job_id=job_id)
+                .select_for_update(skip_locked=True, of=("self",))
+                .select_related("job")
+                .order_by("run_time")[:max(room, 0) + 1]
+            )
+            self.backfills_waiting |= len(batch) > room
+            for request in batch[:max(room, 0)]:
+                claimed += self._claim_backfill(request, now)
+        return claimed
+
+    def _claim_backfill(self, request: RunRequest, now: datetime) -> list[ClaimedRun]:
+        job = self._restore_or_none(request.job_id, request.job.job_state)
+        request.claimed_at = now
+        claimed = []
+        if job is None:
+            request.status = RunRequest.Status.SKIPPED
+            request.detail = "The job's function cannot be imported."
+        elif self._record_claimed_run(
+            request.job_id, request.run_time, ExecutionRecord.Cause.BACKFILL
+        ):
+            request.status = RunRequest.Status.SUBMITTED
+            # A backfilled run is late by design: its misfire grace time does not apply.
+            job.misfire_grace_time = None
+            claimed.append(ClaimedRun(job, [request.run_time], request))
+        else:
+            request.status = RunRequest.Status.SKIPPED
+            request.detail = "That run time already ran."
+        request.save(update_fields=["claimed_at", "status", "detail"])
+        return claimed
 
     def _claim_run_requests(self, now: datetime) -> list[ClaimedRun]:
         requests = list(
             RunRequest.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status=RunRequest.Status.PENDING)
+            .filter(status=RunRequest.Status.PENDING, cause=ExecutionRecord.Cause.RUN_NOW)
             .select_related("job")
             .order_by("id")
         )

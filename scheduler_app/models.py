@@ -139,6 +139,7 @@ class JobChange(models.Model):
         RUN_REQUESTED = "run_requested", "Run requested"
         POLICY_CHANGED = "policy_changed", "Run policy changed"
         REVERTED = "reverted", "Reverted to an earlier version"
+        BACKFILL_REQUESTED = "backfill_requested", "Backfill requested"
 
     job_id = models.CharField(max_length=255)
     version = models.PositiveBigIntegerField(help_text="The job's version after this change.")
@@ -187,10 +188,22 @@ class RunRequest(models.Model):
     # Keyword arguments for this run only, on top of the job's own (JSON values,
     # bound against the function's signature before the request was stored).
     kwargs = models.JSONField(null=True, blank=True)
+    # run_now: claimed at once, run at the claim's time. backfill: `run_time` is the
+    # scheduled time it makes up for, set when queued; claimed in run-time order as
+    # the job's max_instances leaves room.
+    cause = models.CharField(
+        max_length=16,
+        choices=[(ExecutionRecord.Cause.RUN_NOW, "Run now"),
+                 (ExecutionRecord.Cause.BACKFILL, "Backfill")],
+        default=ExecutionRecord.Cause.RUN_NOW,
+    )
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["status", "id"], name="runrequest_status_id")]
+        indexes = [
+            models.Index(fields=["status", "id"], name="runrequest_status_id"),
+            models.Index(fields=["job", "status", "run_time"], name="runrequest_job_pending"),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.job_id} requested by {self.requested_by} ({self.status})"

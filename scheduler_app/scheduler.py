@@ -126,6 +126,9 @@ class Scheduler(BlockingScheduler):
             return self._back_off(error)
         self.retry_delay = 0.0
         wait_seconds = app_settings.MAX_SLEEP
+        if self.jobstore.backfills_waiting:
+            # Their turn comes when a run of their job ends: look again soon.
+            wait_seconds = app_settings.POLL_INTERVAL
         if next_run_time is not None:
             until_next = next_run_time.timestamp() - datetime.now(self.timezone).timestamp()
             wait_seconds = min(max(until_next, 0), wait_seconds)

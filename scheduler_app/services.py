@@ -31,7 +31,7 @@ from scheduler_app.exceptions import (
     JobStateConflict,
     VersionConflict,
 )
-from scheduler_app.models import JobChange, JobRecord, RunRequest, Source
+from scheduler_app.models import ExecutionRecord, JobChange, JobRecord, RunRequest, Source
 from scheduler_app.policy import POLICY_FIELDS, policy_of, validate_policy
 from scheduler_app.registry import JobDeclaration, registry
 from scheduler_app.state import (
@@ -474,6 +474,104 @@ def request_job_run(
         )
         notifications.notify_change(job_id)
         return run_request
+
+
+@dataclass(frozen=True)
+class BackfillOutcome:
+    """What a backfill queued: the runs new to the job, and those it already had."""
+
+    job_id: str
+    start: datetime
+    end: datetime
+    queued: list[datetime]
+    already_there: list[datetime]
+    dry_run: bool
+
+
+def backfill_job(
+    *,
+    job_id: str,
+    start: datetime,
+    end: datetime,
+    actor: str,
+    source: str,
+    expected_version: int | None = None,
+    dry_run: bool = False,
+) -> BackfillOutcome:
+    """Queue, for the scheduler, every run the job's current schedule would have made
+    from `start` to `end` (inclusive).
+
+    Each run is recorded under its scheduled time, and a (job, run time) is recorded
+    once: a time that already ran, or that another backfill queued, is counted as
+    already there, not queued again. Works on a paused job, which stays paused; the
+    version does not move (the schedule does not), the request is in the audit trail.
+    """
+    for name, moment in (("start", start), ("end", end)):
+        if moment.tzinfo is None:
+            raise InvalidInput("must have a time zone offset.", field=name)
+    if end < start:
+        raise InvalidInput("must not be before start.", field="end")
+    if end > timezone.now():
+        raise InvalidInput(
+            "must not be in the future: a backfill makes up for runs that did not happen.",
+            field="end",
+        )
+    limit = app_settings.BACKFILL_LIMIT
+    with transaction.atomic():
+        job = _lock_job(job_id, expected_version)
+        _refuse_if_broken(job)
+        run_times = triggers.fire_times_between(
+            job.state["trigger"], start=start, end=end, limit=limit
+        )
+        if len(run_times) > limit:
+            raise InvalidInput(
+                f"the range holds more than {limit} runs (SCHEDULER_APP['BACKFILL_LIMIT']): "
+                "backfill a shorter one.",
+                field="end",
+            )
+        taken = _recorded_or_queued(job_id, run_times)
+        queued = [moment for moment in run_times if moment not in taken]
+        outcome = BackfillOutcome(
+            job_id=job_id, start=start, end=end, queued=queued,
+            already_there=[moment for moment in run_times if moment in taken], dry_run=dry_run,
+        )
+        if dry_run:
+            return outcome
+        RunRequest.objects.bulk_create(
+            RunRequest(job=job.row, requested_by=actor, source=source, run_time=moment,
+                       cause=ExecutionRecord.Cause.BACKFILL)
+            for moment in queued
+        )
+        JobChange.objects.create(
+            job_id=job_id,
+            version=job.record.version,
+            action=JobChange.Action.BACKFILL_REQUESTED,
+            actor=actor,
+            source=source,
+            before=job.before,
+            after={**job.before, "backfill": {
+                "start": start.isoformat(), "end": end.isoformat(),
+                "queued": len(queued), "already_there": len(outcome.already_there),
+            }},
+            message=f"Backfill of {len(queued)} run(s) from {start.isoformat()} to "
+            f"{end.isoformat()}"[:255],
+        )
+        notifications.notify_change(job_id)
+        return outcome
+
+
+def _recorded_or_queued(job_id: str, run_times: list[datetime]) -> set[datetime]:
+    """The run times of a job that ran already or that a backfill has queued."""
+    recorded = DjangoJobExecution.objects.filter(job_id=job_id, run_time__in=run_times)
+    queued = RunRequest.objects.filter(
+        job_id=job_id,
+        cause=ExecutionRecord.Cause.BACKFILL,
+        run_time__in=run_times,
+    ).exclude(status=RunRequest.Status.SKIPPED)
+    return {
+        *recorded.values_list("run_time", flat=True),
+        *queued.values_list("run_time", flat=True),
+    }
 
 
 def sync_jobs_from_code(

@@ -84,7 +84,11 @@ def _start(job_id: str, run_time: datetime) -> tuple[Any, list[Any], dict[str, A
         # instances below cannot change under us.
         JobRecord.objects.select_for_update().filter(job_id=job_id).first()
         state = load_state(DjangoJob.objects.get(id=job_id).job_state)
-        refusal = _refusal(job_id, run_time, state)
+        records = ExecutionRecord.objects.filter(execution=execution)
+        cause, run_kwargs = records.values_list("cause", "kwargs").first() or (None, None)
+        refusal = _refusal(
+            job_id, run_time, state, backfill=cause == ExecutionRecord.Cause.BACKFILL
+        )
         if refusal is None:
             try:
                 func = ref_to_obj(state["func"])
@@ -98,18 +102,19 @@ def _start(job_id: str, run_time: datetime) -> tuple[Any, list[Any], dict[str, A
             return None
         execution.status = DjangoJobExecution.SENT
         execution.save(update_fields=["status"])
-        records = ExecutionRecord.objects.filter(execution=execution)
         records.update(started_at=timezone.now())
-        run_kwargs = records.values_list("kwargs", flat=True).first()
     kwargs = binding.run_kwargs(func, state["kwargs"], run_kwargs=run_kwargs,
                                 scheduled_time=run_time)
     return func, list(state["args"]), kwargs
 
 
-def _refusal(job_id: str, run_time: datetime, state: dict[str, Any]) -> tuple[str, str] | None:
+def _refusal(
+    job_id: str, run_time: datetime, state: dict[str, Any], *, backfill: bool
+) -> tuple[str, str] | None:
     grace = state.get("misfire_grace_time")
     late = timezone.now() - run_time
-    if grace is not None and late > timedelta(seconds=grace):
+    # A backfilled run is late by design: its misfire grace time does not apply.
+    if grace is not None and not backfill and late > timedelta(seconds=grace):
         return DjangoJobExecution.MISSED, f"Run time of job {job_id!r} was missed by {late}."
     running = DjangoJobExecution.objects.filter(
         job_id=job_id, status=DjangoJobExecution.SENT

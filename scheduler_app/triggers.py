@@ -231,6 +231,16 @@ def _preview_uncached(trigger: BaseTrigger, count: int, now: datetime | None) ->
     return times
 
 
+def fire_times_between(
+    trigger: BaseTrigger, *, start: datetime, end: datetime, limit: int
+) -> list[datetime]:
+    """The fire times from `start` to `end` (both aware, inclusive), as the trigger
+    would have made them, without jitter; at most `limit` + 1, so that a caller can
+    tell a range that holds more than `limit` from one that holds exactly that many."""
+    times = _preview_uncached(trigger, limit + 1, start)
+    return [moment for moment in times if moment <= end]
+
+
 def is_same_schedule(
     stored: BaseTrigger, default_spec: Mapping[str, Any], *, timezone: tzinfo
 ) -> bool:

@@ -435,7 +435,7 @@ def test_openapi_schema_describes_every_operation(admin_client):
         ("GET", f"{API}/jobs/"), ("GET", jobs), ("PUT", f"{jobs}schedule/"),
         ("PUT", f"{jobs}policy/"), ("POST", f"{jobs}pause/"), ("POST", f"{jobs}resume/"),
         ("POST", f"{jobs}trigger/"), ("POST", f"{jobs}reset/"), ("POST", f"{jobs}revert/"),
-        ("GET", f"{jobs}executions/"),
+        ("POST", f"{jobs}backfill/"), ("GET", f"{jobs}executions/"),
         ("GET", f"{jobs}changes/"),
         ("GET", f"{API}/executions/"), ("GET", f"{API}/status/"),
     }

@@ -1,7 +1,7 @@
 """The job page's operator controls beyond the schedule form: the run policy, a pause with
-a reason and an end, a run with arguments, a restore of an earlier version. Each is a
-small form posted to its own URL, a thin caller of one service, answered with a message
-and a redirect back to the job page."""
+a reason and an end, a run with arguments, a restore of an earlier version, a backfill.
+Each is a small form posted to its own URL, a thin caller of one service, answered with
+a message and a redirect back to the job page."""
 
 from __future__ import annotations
 
@@ -107,6 +107,26 @@ class RevertForm(_JobControlForm):
     to_version = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
 
 
+class BackfillForm(_JobControlForm):
+    """Run what the schedule would have run between two times (wall times in the
+    scheduler's zone)."""
+
+    start = forms.DateTimeField(
+        label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 1})
+    )
+    end = forms.DateTimeField(
+        label="To", widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 1})
+    )
+    dry_run = forms.BooleanField(label="Only count them", required=False)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        for name in ("start", "end"):
+            if cleaned.get(name) is not None and timezone.is_naive(cleaned[name]):
+                cleaned[name] = cleaned[name].replace(tzinfo=app_settings.timezone)
+        return cleaned
+
+
 class JobControlsMixin:
     """URLs and views of the controls, for `JobAdmin`."""
 
@@ -116,6 +136,9 @@ class JobControlsMixin:
             path("<path:object_id>/pause/", wrap(self.pause_view), name=f"{prefix}_pause"),
             path("<path:object_id>/run/", wrap(self.run_view), name=f"{prefix}_run"),
             path("<path:object_id>/revert/", wrap(self.revert_view), name=f"{prefix}_revert"),
+            path(
+                "<path:object_id>/backfill/", wrap(self.backfill_view), name=f"{prefix}_backfill"
+            ),
         ]
 
     @method_decorator(require_POST)
@@ -157,6 +180,21 @@ class JobControlsMixin:
             services.revert_job(version=form.cleaned_data["to_version"], **change).message
             + "."
         ))
+
+    @method_decorator(require_POST)
+    def backfill_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+        """Queue the runs the job's schedule would have made in the form's range."""
+        def backfill(form: BackfillForm, change: dict[str, Any]) -> str:
+            data = form.cleaned_data
+            outcome = services.backfill_job(
+                start=data["start"], end=data["end"], dry_run=data["dry_run"], **change
+            )
+            queued, there = len(outcome.queued), len(outcome.already_there)
+            if outcome.dry_run:
+                return f"a backfill would queue {queued} run(s); {there} already ran or queued."
+            return f"backfill queued {queued} run(s); {there} already ran or queued."
+
+        return self._control(request, object_id, BackfillForm, backfill)
 
     def _control(
         self,

@@ -25,7 +25,13 @@ from django_apscheduler.models import DjangoJob
 
 from scheduler_app import selectors, services, triggers
 from scheduler_app.admin.base import CHANGE_JOBS, SchedulerModelAdmin, actor, can_view_jobs
-from scheduler_app.admin.controls import JobControlsMixin, PauseForm, PolicyForm, RunForm
+from scheduler_app.admin.controls import (
+    BackfillForm,
+    JobControlsMixin,
+    PauseForm,
+    PolicyForm,
+    RunForm,
+)
 from scheduler_app.admin.dashboard import DashboardPageMixin
 from scheduler_app.admin.display import (
     change_diff,
@@ -295,6 +301,7 @@ class JobAdmin(JobControlsMixin, DashboardPageMixin, SchedulerModelAdmin):
             "policy_form": PolicyForm.for_job(job),
             "pause_form": PauseForm(initial={"version": job.version}),
             "run_form": RunForm(initial={"version": job.version}),
+            "backfill_form": BackfillForm(initial={"version": job.version}),
             "conflict": _with_diffs(conflict),
             "declaration": declaration,
             "default_schedule": _describe_spec(job.default_schedule),

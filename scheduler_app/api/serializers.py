@@ -445,6 +445,43 @@ class RevertSerializer(StrictBodySerializer):
     )
 
 
+class BackfillSerializer(StrictBodySerializer):
+    """The body of a backfill: the range whose runs to make up for."""
+
+    start = serializers.DateTimeField(help_text="ISO 8601: the first run time to consider.")
+    end = serializers.DateTimeField(
+        help_text="ISO 8601, not in the future: the last run time to consider (inclusive)."
+    )
+    dry_run = serializers.BooleanField(
+        required=False, default=False, help_text="Count the runs; queue nothing."
+    )
+
+
+class BackfillOutcomeSerializer(serializers.Serializer):
+    """What a backfill queued (`services.BackfillOutcome`)."""
+
+    job = serializers.CharField(source="job_id", read_only=True)
+    start = serializers.DateTimeField(read_only=True)
+    end = serializers.DateTimeField(read_only=True)
+    dry_run = serializers.BooleanField(read_only=True)
+    queued = serializers.SerializerMethodField(
+        help_text="How many runs were queued (with dry_run: would be)."
+    )
+    already_there = serializers.SerializerMethodField(
+        help_text="How many run times of the range had run already or were queued already."
+    )
+    queued_run_times = serializers.ListField(
+        child=serializers.DateTimeField(), source="queued", read_only=True,
+        help_text="The scheduled times of the runs queued, oldest first.",
+    )
+
+    def get_queued(self, outcome: Any) -> int:
+        return len(outcome.queued)
+
+    def get_already_there(self, outcome: Any) -> int:
+        return len(outcome.already_there)
+
+
 class ErrorSerializer(serializers.Serializer):
     """The body of every error response (documentation only)."""
 

@@ -10,6 +10,7 @@ URLs of the scheduler API; the demo project mounts them at `/api/scheduler/`.
     jobs/{id}/trigger/           POST  run once now (202, the run request)
     jobs/{id}/reset/             POST  back to the code default
     jobs/{id}/revert/            POST  back to the state right after a version
+    jobs/{id}/backfill/          POST  run what the schedule would have run in a range
     jobs/{id}/executions/        GET
     jobs/{id}/changes/           GET   audit trail
     executions/                  GET

@@ -38,6 +38,8 @@ from scheduler_app.api.pagination import SchedulerPagination
 from scheduler_app.api.parsers import MAX_BODY_BYTES, StrictJSONParser
 from scheduler_app.api.permissions import CanManageJobs
 from scheduler_app.api.serializers import (
+    BackfillOutcomeSerializer,
+    BackfillSerializer,
     ErrorSerializer,
     ExecutionSerializer,
     JobChangeSerializer,
@@ -177,6 +179,7 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
             "policy": PolicySerializer,
             "pause": PauseSerializer,
             "revert": RevertSerializer,
+            "backfill": BackfillSerializer,
             "trigger": TriggerSerializer,
             "executions": ExecutionSerializer,
             "changes": JobChangeSerializer,
@@ -351,6 +354,31 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
         return self._changed_job_response(
             services.revert_job, request, version=serializer.validated_data["version"]
         )
+
+    @extend_schema(
+        parameters=[JOB_ID, IF_MATCH],
+        request=BackfillSerializer,
+        responses={202: BackfillOutcomeSerializer, 200: BackfillOutcomeSerializer,
+                   **WRITE_ERRORS},
+        examples=[OpenApiExample(
+            "Make up for a night of downtime",
+            value={"start": "2027-01-30T22:00:00Z", "end": "2027-01-31T06:00:00Z"},
+            request_only=True,
+        )],
+    )
+    @action(detail=True, methods=["post"])
+    def backfill(self, request: Request, **kwargs: Any) -> Response:
+        """Queue, through the scheduler, every run the job's current schedule would have
+        made from `start` to `end`, each recorded under its scheduled time; times that
+        ran or were queued already are counted, not queued again. 202 (200 with
+        `dry_run`); a paused job stays paused."""
+        serializer = BackfillSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        outcome = services.backfill_job(
+            job_id=self.job_id, **serializer.validated_data, **_change(request)
+        )
+        code = status.HTTP_200_OK if outcome.dry_run else status.HTTP_202_ACCEPTED
+        return Response(BackfillOutcomeSerializer(outcome).data, status=code)
 
     @JOB_CHANGE_SCHEMA
     @action(detail=True, methods=["post"])

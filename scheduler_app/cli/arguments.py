@@ -38,7 +38,7 @@ def add_subcommands(parser: CommandParser) -> None:
 
     for add_subcommand in (
         _add_list, _add_show, _add_pause_and_resume, _add_trigger, _add_reschedule, _add_policy,
-        _add_revert, _add_reset,
+        _add_revert, _add_backfill, _add_reset,
         _add_history, _add_changes, _add_status, _add_prune,
     ):
         add_subcommand(add_parser)
@@ -201,6 +201,26 @@ def _add_revert(add_parser: AddParser) -> None:
         help="The version, as `changes JOB_ID` lists it.",
     )
     _add_if_version_option(revert)
+
+
+def _add_backfill(add_parser: AddParser) -> None:
+    backfill = add_parser(
+        "backfill", help="Run, through the scheduler, the runs a job's schedule would have "
+        "made in a time range.",
+    )
+    backfill.add_argument("job_id", metavar="JOB_ID")
+    backfill.add_argument(
+        "--from", dest="start", type=parsing.moment, required=True, metavar="ISO8601",
+        help=f"The first run time to consider (default zone {app_settings.timezone}).",
+    )
+    backfill.add_argument(
+        "--to", dest="end", type=parsing.moment, required=True, metavar="ISO8601",
+        help="The last run time to consider, inclusive; not in the future.",
+    )
+    backfill.add_argument(
+        "--dry-run", action="store_true", help="Say which runs would be queued; queue nothing."
+    )
+    _add_if_version_option(backfill)
 
 
 def _add_reset(add_parser: AddParser) -> None:

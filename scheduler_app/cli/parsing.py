@@ -121,15 +121,26 @@ def pause_end(text: str) -> datetime:
     if _DURATION.fullmatch(text.strip()):
         return django_timezone.now() + duration(text).as_timedelta()
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
+        return moment(text)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither a duration like 2h nor an ISO 8601 time like "
             "2027-01-31T06:00"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=app_settings.timezone)
-    return moment
+
+
+def moment(text: str) -> datetime:
+    """An argparse type for an ISO 8601 time, in the scheduler's time zone when it has
+    no offset."""
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time like 2027-01-31T06:00"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=app_settings.timezone)
+    return parsed
 
 
 def positive_seconds(text: str) -> float:

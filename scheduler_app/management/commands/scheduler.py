@@ -42,7 +42,7 @@ PREVIEW_COUNT = 5
 class Command(BaseCommand):
     help = (
         "List, inspect and change scheduled jobs: pause, resume, run now, reschedule, change "
-        "the run policy, revert to a version, reset, "
+        "the run policy, revert to a version, backfill, reset, "
         "execution history, audit trail, scheduler status and pruning of old executions."
     )
 
@@ -169,6 +169,31 @@ class Command(BaseCommand):
     ) -> None:
         outcome = services.revert_job(version=version, **_change_request(job_id, if_version))
         self._report_change(outcome)
+
+    def handle_backfill(
+        self,
+        *,
+        job_id: str,
+        start: datetime,
+        end: datetime,
+        dry_run: bool,
+        if_version: int | None,
+        **_: Any,
+    ) -> None:
+        outcome = services.backfill_job(
+            start=start, end=end, dry_run=dry_run, **_change_request(job_id, if_version)
+        )
+        queued, there = len(outcome.queued), len(outcome.already_there)
+        counts = f"{there} already ran or queued"
+        if dry_run:
+            self.stdout.write(self.style.WARNING("Dry run: nothing was queued."))
+            self.stdout.write(f"{job_id}: {queued} run(s) would be queued, {counts}.")
+            self._print(output.local_time(moment) for moment in outcome.queued)
+        else:
+            self.stdout.write(
+                self.style.SUCCESS(f"{job_id}: {queued} run(s) queued for the scheduler")
+                + f", {counts}."
+            )
 
     def handle_reset(self, *, job_id: str, if_version: int | None, **_: Any) -> None:
         self._report_change(services.reset_job(**_change_request(job_id, if_version)))
