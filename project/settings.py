@@ -132,7 +132,23 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Scheduler API",
     "DESCRIPTION": """\
-List, inspect, reschedule, pause, resume, run now and reset the scheduler's jobs.
+List, inspect, reschedule, pause, resume, run now and reset the scheduler's jobs, and the
+controls beyond those:
+
+- **run policy**: `PUT jobs/{id}/policy/` with any of `max_instances` (≥ 1), `coalesce`,
+  `misfire_grace_time` (seconds ≥ 1, or `null`: always run late runs) and
+  `pause_after_failures` (≥ 1, or `null`: never); the scheduler pauses a job whose N-th run
+  in a row fails ("Paused after N consecutive failures", `paused_by` "scheduler");
+- **pause with a reason and an end**: `POST jobs/{id}/pause/` with an optional
+  `{"reason": ..., "until": ISO 8601}`; the job shows `paused_reason`, `paused_by`,
+  `paused_at`, `paused_until`, and the scheduler resumes it at `paused_until`;
+- **run now with arguments**: `POST jobs/{id}/trigger/` with an optional `{"kwargs": {...}}`
+  for this run only, bound against the function's signature (400 naming an unknown or
+  missing parameter); a function declaring `scheduled_time` gets each run's scheduled time;
+- **revert**: `POST jobs/{id}/revert/` with `{"version": N}` restores the schedule, policy and
+  paused state right after version N ("Reverted to version N"; 409 if the trail lost it);
+- **backfill**: `POST jobs/{id}/backfill/` with `{"start", "end"}` queues each run the
+  schedule would have made in the range (at most BACKFILL_LIMIT), once per run time.
 
 **Who**: staff users only. Reading needs the view (or change) permission on jobs
 (`django_apscheduler.view_djangojob`), writing the change permission
@@ -143,8 +159,8 @@ requests get 401 with a `WWW-Authenticate: Basic` challenge; missing permission 
 **Writes** take `application/json` only (anything else: 415), at most 64 KiB, and an
 optional `If-Match` with the job's version (`"7"` or `7`; `*` = any). A stale
 `If-Match` gets 412 with `current_version` and changes nothing; a malformed one 400.
-Every write answer carries the job's version in `ETag`, and pause, resume, schedule
-and reset say what they did in `X-Scheduler-Message` (pausing a paused job is a 200
+Every write answer carries the job's version in `ETag`, and pause, resume, schedule,
+policy, revert and reset say what they did in `X-Scheduler-Message` (pausing a paused job is a 200
 that changes nothing: "Job is already paused.").
 
 **Errors** are JSON: `{"detail": ..., "code": ...}`, plus `errors` (messages by field:
