@@ -296,7 +296,15 @@ class JobStore(DjangoJobStore):
         self.backfills_waiting = False
         claimed = []
         for job_id in pending.values_list("job_id", flat=True).distinct().order_by("job_id"):
-            state = load_state(DjangoJob.objects.get(id=job_id).job_state)
+            try:
+                state = load_state(DjangoJob.objects.get(id=job_id).job_state)
+            except UnreadableState as error:
+                # One job nobody can read must not stop every other job's backfill.
+                pending.filter(job_id=job_id).update(
+                    status=RunRequest.Status.SKIPPED, claimed_at=now,
+                    detail=f"The job's state cannot be read: {error}"[:255],
+                )
+                continue
             in_flight = DjangoJobExecution.objects.filter(
                 job_id=job_id, status__in=(DjangoJobExecution.SENT, EXECUTION_QUEUED)
             ).count()

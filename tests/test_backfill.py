@@ -215,3 +215,20 @@ def test_a_backfill_and_a_scheduled_run_for_the_same_time_fire_once(start_schedu
     assert labels and max(labels.values()) == 1, labels
     runs = DjangoJobExecution.objects.filter(job_id="probe.scheduled")
     assert len(labels) == runs.filter(status=DjangoJobExecution.SUCCESS).count()
+
+
+def test_a_job_with_unreadable_state_does_not_stop_other_jobs_backfills(every_ten_minutes):
+    from django_apscheduler.models import DjangoJob
+
+    from scheduler_app.jobstore import JobStore
+
+    services.backfill_job(start=START, end=END, **change())
+    services.reschedule_job(trigger_spec=EVERY_TEN_MINUTES, **change("cache.warm"))
+    services.backfill_job(start=START, end=END, **change("cache.warm"))
+    DjangoJob.objects.filter(id=JOB).update(job_state=b"not a pickle")
+
+    claimed = JobStore()._claim_backfills(timezone.now())
+
+    assert {run.job.id for run in claimed} == {"cache.warm"}
+    assert set(RunRequest.objects.filter(job_id=JOB).values_list("status", flat=True)) == {
+        "skipped"}

@@ -19,3 +19,9 @@ def test_each_bad_value_is_reported():
         "scheduler_app.E002", "scheduler_app.E003", "scheduler_app.E004",
         "scheduler_app.E005", "scheduler_app.E006",
     }
+
+
+@override_settings(SCHEDULER_APP={"BACKFILL_LIMIT": 0})
+def test_a_backfill_limit_below_one_is_named():
+    messages = [str(message.msg) for message in run_checks() if message.id == "scheduler_app.E004"]
+    assert messages == ["SCHEDULER_APP['BACKFILL_LIMIT'] must be an integer >= 1."]
