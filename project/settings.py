@@ -1,23 +1,42 @@
 """
-Settings for the demo project that hosts scheduler_app.
+Settings for the demo project that hosts scheduler_app, and the production settings
+an operator sets in the environment (see deploy/README.md):
 
-The database comes from DATABASE_URL; without it, an SQLite file beside this
-project, tuned for a web process and a scheduler process writing at once.
+- DJANGO_SECRET_KEY: required unless DJANGO_DEBUG=1;
+- DJANGO_DEBUG: 1 for development (Django's debug pages); off otherwise;
+- DJANGO_ALLOWED_HOSTS, DJANGO_CSRF_TRUSTED_ORIGINS: comma-separated;
+- DATABASE_URL: the database; without it, an SQLite file beside this project,
+  tuned for a web process and a scheduler process writing at once;
+- DJANGO_CONN_MAX_AGE: seconds a database connection is reused across requests
+  (default 60; 0 closes it after each request), with a health check before reuse;
+- DJANGO_SECURE=1 behind HTTPS: secure cookies, HSTS, redirect to HTTPS, and the
+  proxy's X-Forwarded-Proto trusted.
 """
 
 import os
+import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 import django
 
+
+def _environment_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SECRET_KEY = os.environ.get(
-    "DJANGO_SECRET_KEY", "insecure-demo-key-set-DJANGO_SECRET_KEY-in-production"
-)
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
-ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",")
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        # One clear line instead of Django's traceback about an empty SECRET_KEY.
+        sys.exit("DJANGO_SECRET_KEY is not set: set it (or DJANGO_DEBUG=1 for development).")
+    SECRET_KEY = "insecure-development-key-debug-only"
+ALLOWED_HOSTS = _environment_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
+CSRF_TRUSTED_ORIGINS = _environment_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -26,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -40,12 +60,17 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin, Swagger UI) from STATIC_ROOT, before anything else runs.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns django-axes' lock-out of a password guesser into a 429 answer; last, as
+    # django-axes asks.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -70,7 +95,15 @@ ASGI_APPLICATION = "project.asgi.application"
 
 DEFAULT_SQLITE_PATH = BASE_DIR / "db.sqlite3"
 DATABASES = {
-    "default": dj_database_url.config(default=f"sqlite:///{DEFAULT_SQLITE_PATH}"),
+    "default": dj_database_url.config(
+        default=f"sqlite:///{DEFAULT_SQLITE_PATH}",
+        # Web requests reuse their connection; the scheduler's threads keep theirs
+        # anyway and reconnect after a database error (scheduler_app.scheduler).
+        conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", "60")),
+        # A reused connection is checked before a request uses it: a database restart
+        # costs no failed request.
+        conn_health_checks=True,
+    ),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     _sqlite_path = Path(DATABASES["default"]["NAME"])
@@ -90,9 +123,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Django's ModelBackend, with a user's permissions read in one statement instead of
-# two ORM queries: the permission check of every API and admin request.
-AUTHENTICATION_BACKENDS = ["scheduler_app.auth_backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = [
+    # django-axes first: it refuses every login of a locked-out account or address.
+    "axes.backends.AxesStandaloneBackend",
+    # Django's ModelBackend, with a user's permissions read in one statement instead
+    # of two ORM queries: the permission check of every API and admin request.
+    "scheduler_app.auth_backends.ModelBackend",
+]
+
+# Password guessers (admin login form and the API's HTTP Basic authentication): after
+# AXES_FAILURE_LIMIT wrong passwords for one username, or from one address, further
+# logins of that username or from that address are refused with 429 for
+# AXES_COOLOFF_TIME, the right password included.
+AXES_FAILURE_LIMIT = int(os.environ.get("DJANGO_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("DJANGO_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -108,6 +154,24 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # `collectstatic` writes compressed copies with content hashes in their names,
+    # which whitenoise serves with far-future cache headers.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+if os.environ.get("DJANGO_SECURE", "0") == "1":
+    # Behind HTTPS (a proxy that sets X-Forwarded-Proto): `check --deploy` is clean.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Load balancers probe the health endpoints over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz(/|$)"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
 
 SCHEDULER_APP = {}
 
@@ -115,7 +179,9 @@ REST_FRAMEWORK = {
     # Basic first: an anonymous request gets 401 with a WWW-Authenticate challenge
     # (session first would make it a 403). Session requests must carry a CSRF token.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.BasicAuthentication",
+        # DRF's Basic authentication, answering 429 while django-axes locks the
+        # username or address out.
+        "scheduler_app.api.authentication.BasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Views that say nothing else are for staff only.
@@ -155,6 +221,9 @@ controls beyond those:
 (`django_apscheduler.change_djangojob`); superusers may do everything. Authenticate
 with a session (browser; writes need the CSRF token) or HTTP Basic. Anonymous
 requests get 401 with a `WWW-Authenticate: Basic` challenge; missing permission 403.
+A burst of wrong passwords (5 for one username or from one address, by default) gets
+429 with `Retry-After`: logins of that username and from that address are refused
+for the cool-off time (15 minutes by default), the right password included.
 
 **Writes** take `application/json` only (anything else: 415), at most 64 KiB, and an
 optional `If-Match` with the job's version (`"7"` or `7`; `*` = any). A stale

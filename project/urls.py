@@ -5,6 +5,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
+    # GET /healthz and /healthz/scheduler, for load balancers and orchestrators.
+    path("", include("scheduler_app.health")),
     path("admin/", admin.site.urls),
     path("api/scheduler/", include("scheduler_app.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -21,7 +21,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Expression, F, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import JSONObject
+from django.db.models.functions import JSONObject, Now
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
@@ -367,15 +367,15 @@ def job_exists(*, job_id: str) -> bool:
 
 def scheduler_status() -> SchedulerStatus:
     """Whether a scheduler process is alive, by its heartbeat, and job counts."""
-    now = timezone.now()
-    fresh_after = now - timedelta(seconds=app_settings.HEARTBEAT_TIMEOUT)
+    # By the database's clock, as `scheduler_is_running`.
+    fresh_after = Now() - timedelta(seconds=app_settings.HEARTBEAT_TIMEOUT)
     live = list(
         SchedulerProcess.objects.filter(stopped_at__isnull=True, last_heartbeat__gte=fresh_after)
         .order_by("-last_heartbeat")
     )
     # The lease, not a heartbeat, says who is active: a process killed a moment ago
     # still has a fresh heartbeat that says "active".
-    lease = SchedulerLease.objects.filter(name=LEASE_NAME, expires_at__gt=now).first()
+    lease = SchedulerLease.objects.filter(name=LEASE_NAME, expires_at__gt=Now()).first()
     holder = lease.holder if lease else None
     active = next((p for p in live if p.instance == holder), None)
     process = active or SchedulerProcess.objects.order_by("-last_heartbeat").first()
@@ -408,6 +408,21 @@ def scheduler_status() -> SchedulerStatus:
             for p in sorted(live, key=lambda p: p is not active)
         ],
     )
+
+
+def scheduler_is_running() -> bool:
+    """Whether an active scheduler holds the lease with a fresh heartbeat, in one query.
+
+    Both are judged by the database's clock, which every host shares: a web host
+    whose clock is off must not call a live scheduler dead, or a dead one alive.
+    """
+    fresh_after = Now() - timedelta(seconds=app_settings.HEARTBEAT_TIMEOUT)
+    holders = SchedulerLease.objects.filter(name=LEASE_NAME, expires_at__gt=Now())
+    return SchedulerProcess.objects.filter(
+        stopped_at__isnull=True,
+        last_heartbeat__gte=fresh_after,
+        instance__in=holders.values("holder"),
+    ).exists()
 
 
 def broken_job_ids() -> list[str]:

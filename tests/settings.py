@@ -2,7 +2,10 @@
 
 import os
 
-from project.settings import *  # noqa: F403
+# Production settings refuse to start without a key; tests need none of their own.
+os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-not-a-secret")
+
+from project.settings import *  # noqa: E402, F403
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
 
@@ -20,3 +23,12 @@ SCHEDULER_APP = {
 }
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Static files from the apps' folders (whitenoise finds them there), without
+# `collectstatic` and its manifest.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 try:
+    from drf_spectacular.authentication import BasicScheme
     from drf_spectacular.types import OpenApiTypes
     from drf_spectacular.utils import (
         OpenApiExample,
@@ -20,6 +21,13 @@ try:
         extend_schema,
         extend_schema_field,
     )
+
+    class LockOutAwareBasicScheme(BasicScheme):
+        """Our Basic authentication is HTTP Basic in the schema (subclassing an extension
+        registers it)."""
+
+        target_class = "scheduler_app.api.authentication.BasicAuthentication"
+
 except ImportError:
 
     class _Inert:

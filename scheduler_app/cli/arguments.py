@@ -247,6 +247,11 @@ def _add_changes(add_parser: AddParser) -> None:
 def _add_status(add_parser: AddParser) -> None:
     status = add_parser("status", help="Scheduler process health, as the API shows it.")
     _add_json_option(status)
+    status.add_argument(
+        "--check", action="store_true",
+        help="Print nothing; exit 0 while an active scheduler's heartbeat is fresh, else 1 "
+        "(a liveness probe, as GET /healthz/scheduler).",
+    )
 
 
 def _add_prune(add_parser: AddParser) -> None:

@@ -3,12 +3,16 @@
 import secrets
 from typing import Any
 
+from axes.utils import reset as reset_lockouts
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Create or reset the 'admin' superuser with a new random password and print it."
+    help = (
+        "Create or reset the 'admin' superuser with a new random password (and no login "
+        "lock-out) and print it."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         password = secrets.token_urlsafe(12)
@@ -18,4 +22,6 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = True
         user.set_password(password)
         user.save()
+        # A lock-out from wrong passwords of an earlier run must not outlive the reset.
+        reset_lockouts(username="admin")
         self.stdout.write(f"Admin login: user 'admin', password '{password}'")

@@ -121,7 +121,12 @@ class Command(BaseCommand):
         else:
             self.stdout.write("No changes recorded.")
 
-    def handle_status(self, *, as_json: bool, **_: Any) -> None:
+    def handle_status(self, *, as_json: bool, check: bool, **_: Any) -> None:
+        if check:
+            if not selectors.scheduler_is_running():
+                raise CommandError("no active scheduler with a fresh heartbeat",
+                                   returncode=EXIT_FAILED)
+            return
         status = selectors.scheduler_status()
         if as_json:
             self._write_json(SchedulerStatusSerializer(status).data)
