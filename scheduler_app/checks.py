@@ -17,8 +17,9 @@ from scheduler_app.conf import DEFAULTS
 
 POSITIVE_NUMBERS = (
     "POLL_INTERVAL", "MAX_SLEEP", "HEARTBEAT_INTERVAL", "HEARTBEAT_TIMEOUT", "MAX_RETRY_DELAY",
-    "LEASE_TTL", "LOST_RUN_TIMEOUT",
+    "LEASE_TTL", "LOST_RUN_TIMEOUT", "RUN_REQUEST_TIMEOUT",
 )
+RETENTION_DAYS = ("EXECUTION_RETENTION_DAYS", "CHANGE_RETENTION_DAYS", "PROCESS_RETENTION_DAYS")
 
 
 # What a project must add to INSTALLED_APPS, besides Django's own auth and contenttypes
@@ -73,6 +74,13 @@ def check_scheduler_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             errors.append(
                 Error(f"SCHEDULER_APP[{key!r}] must be a positive number.", id="scheduler_app.E003")
+            )
+    for key in RETENTION_DAYS:
+        value = configured.get(key, DEFAULTS[key])
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            errors.append(
+                Error(f"SCHEDULER_APP[{key!r}] must be a number of days >= 0 (0 keeps forever).",
+                      id="scheduler_app.E008")
             )
     for key in ("THREADS", "BACKFILL_LIMIT"):
         count = configured.get(key, DEFAULTS[key])

@@ -47,6 +47,16 @@ DEFAULTS: dict[str, Any] = {
     "MISFIRE_GRACE_TIME": 60,
     # Most runs one backfill may queue; a longer range is refused.
     "BACKFILL_LIMIT": 1000,
+    # Seconds a run-now request waits for a scheduler to claim it; an older one ends
+    # as "expired" instead of running hours late when a scheduler comes back.
+    "RUN_REQUEST_TIMEOUT": 300.0,
+    # Days the active scheduler keeps history before pruning it (about hourly); 0
+    # keeps it forever. Runs (executions, with their run-now requests):
+    "EXECUTION_RETENTION_DAYS": 90,
+    # The audit trail (JobChange):
+    "CHANGE_RETENTION_DAYS": 365,
+    # Rows of scheduler processes whose heartbeat stopped (SchedulerProcess):
+    "PROCESS_RETENTION_DAYS": 7,
 }
 
 

@@ -31,6 +31,8 @@ from apscheduler import events
 from apscheduler.job import Job
 from apscheduler.jobstores.base import ConflictingIdError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models.functions import Now
 from django_apscheduler import util
 from django_apscheduler.jobstores import DjangoJobStore
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
@@ -341,16 +343,36 @@ class JobStore(DjangoJobStore):
         return claimed
 
     def _claim_run_requests(self, now: datetime) -> list[ClaimedRun]:
+        """Claim pending run-now requests, inside the caller's claim transaction.
+
+        A request older than RUN_REQUEST_TIMEOUT (by the database's clock: web hosts
+        wrote `requested_at`) ends as expired instead: after a scheduler outage, an
+        operator's "run now" of hours ago must not fire as if it were now.
+        """
+        timeout = app_settings.RUN_REQUEST_TIMEOUT
         requests = list(
             RunRequest.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status=RunRequest.Status.PENDING, cause=ExecutionRecord.Cause.RUN_NOW)
+            .annotate(stale=ExpressionWrapper(
+                Q(requested_at__lt=Now() - timedelta(seconds=timeout)),
+                output_field=BooleanField(),
+            ))
             .select_related("job")
             .order_by("id")
         )
         claimed = []
         for offset, request in enumerate(requests):
-            job = self._restore_or_none(request.job_id, request.job.job_state)
             request.claimed_at = now
+            if request.stale:
+                logger.warning("Run-now request #%d for %r expired unclaimed",
+                               request.id, request.job_id)
+                request.status = RunRequest.Status.EXPIRED
+                request.detail = (
+                    f"Expired: no scheduler claimed it within {timeout:g}s of the request."
+                )
+                request.save(update_fields=["claimed_at", "status", "detail"])
+                continue
+            job = self._restore_or_none(request.job_id, request.job.job_state)
             if job is None:
                 request.status = RunRequest.Status.SKIPPED
                 request.detail = "The job's function cannot be imported."

@@ -174,6 +174,8 @@ class RunRequest(models.Model):
         PENDING = "pending", "Pending"
         SUBMITTED = "submitted", "Submitted to the scheduler's workers"
         SKIPPED = "skipped", "Skipped"
+        # No scheduler claimed it within RUN_REQUEST_TIMEOUT: it will not run.
+        EXPIRED = "expired", "Expired"
 
     job = models.ForeignKey(DjangoJob, on_delete=models.CASCADE, related_name="run_requests")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

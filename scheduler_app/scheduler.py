@@ -51,6 +51,9 @@ from scheduler_app.recorder import RunRecorder, RunReport, count_toward_auto_pau
 logger = logging.getLogger(__name__)
 
 JOBSTORE_ALIAS = "default"
+# Seconds between two prunings of old history by the active scheduler; a backlog
+# is pruned one batch per kind per pass until it is gone.
+HOUSEKEEPING_INTERVAL = 3600.0
 
 
 class Scheduler(BlockingScheduler):
@@ -63,6 +66,7 @@ class Scheduler(BlockingScheduler):
         self.stop_requested = threading.Event()
         self.retry_delay = 0.0
         self.next_lost_run_sweep = 0.0
+        self.next_housekeeping = 0.0
         super().__init__(
             jobstores={JOBSTORE_ALIAS: self.jobstore},
             executors={"default": RecordingExecutor(
@@ -116,6 +120,7 @@ class Scheduler(BlockingScheduler):
                 for run in claimed:
                     self._submit(run)
             self._sweep_lost_runs()
+            self._prune_history()
             next_run_time = _earliest(
                 self.jobstore.get_next_run_time(), selectors.next_pause_end()
             )
@@ -166,6 +171,20 @@ class Scheduler(BlockingScheduler):
             logger.warning("Marked %d run(s) lost: no outcome after %.0fs",
                            lost, app_settings.LOST_RUN_TIMEOUT)
         self.next_lost_run_sweep = time.monotonic() + min(app_settings.LOST_RUN_TIMEOUT / 4, 60)
+
+    def _prune_history(self) -> None:
+        if time.monotonic() < self.next_housekeeping:
+            return
+        report = services.prune_history(max_batches=1)
+        if report.total:
+            logger.info(
+                "Pruned old history: %d run(s), %d run request(s), %d change(s), "
+                "%d scheduler process row(s)", report.executions, report.run_requests,
+                report.changes, report.scheduler_processes,
+            )
+        # What is left of a backlog goes in the next pass.
+        pause = HOUSEKEEPING_INTERVAL if report.complete else 0.0
+        self.next_housekeeping = time.monotonic() + pause
 
     def _back_off(self, error: DatabaseError) -> float:
         self.retry_delay = min(max(self.retry_delay * 2, 0.5), app_settings.MAX_RETRY_DELAY)

@@ -54,6 +54,7 @@ EXECUTION_STATUSES_BY_SLUG = {slug: text for text, slug in EXECUTION_STATUS_SLUG
 # Runs without an outcome yet; every other status is final.
 UNFINISHED_STATUS_SLUGS = ("queued", "running")
 JOB_ORDERINGS = ("id", "-id", "next_run_time", "-next_run_time")
+JOB_STATES = ("scheduled", "paused", "finished", "broken")
 UPCOMING_COUNT = 5
 _FLOAT_TO_DECIMAL = DecimalContext(prec=15)
 # What a job view is made of: the job's row, its record, its newest run.
@@ -170,6 +171,20 @@ class JobView:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     last_execution: ExecutionView | None
+    # The last time the schedule can fire (a date trigger's run date, an end_date), if any.
+    ends_at: datetime | None = None
+
+    @property
+    def state(self) -> str:
+        """One of JOB_STATES: scheduled, paused, finished (no run left), broken."""
+        if self.broken:
+            return "broken"
+        if self.enabled:
+            return "scheduled"
+        # A one-off job that ran (or an ended schedule) is not waiting for a resume.
+        if self.ends_at is not None and self.ends_at <= timezone.now():
+            return "finished"
+        return "paused"
 
 
 @dataclass(frozen=True)
@@ -468,6 +483,7 @@ class _StoredState:
     coalesce: bool | None
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+    ends_at: datetime | None
 
 
 _UNREADABLE = _StoredState(
@@ -484,6 +500,7 @@ _UNREADABLE = _StoredState(
     coalesce=None,
     args=(),
     kwargs={},
+    ends_at=None,
 )
 
 
@@ -523,7 +540,13 @@ def _stored_state(job_id: str, job_state: bytes) -> _StoredState:
         coalesce=state.get("coalesce"),
         args=tuple(state.get("args", ())),
         kwargs=dict(state.get("kwargs", {})),
+        ends_at=_schedule_end(state["trigger"]),
     )
+
+
+def _schedule_end(trigger: Any) -> datetime | None:
+    """The last moment a trigger can fire: a date trigger's run date, else its end_date."""
+    return getattr(trigger, "run_date", None) or getattr(trigger, "end_date", None)
 
 
 def _record_values(row: DjangoJob) -> _RecordValues:
@@ -575,6 +598,7 @@ def _job_view(
         args=args,
         kwargs=kwargs,
         last_execution=last_execution,
+        ends_at=stored.ends_at,
     )
 
 

@@ -19,6 +19,8 @@ from typing import Any
 from apscheduler.job import Job
 from apscheduler.util import ref_to_obj
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
@@ -31,7 +33,14 @@ from scheduler_app.exceptions import (
     JobStateConflict,
     VersionConflict,
 )
-from scheduler_app.models import ExecutionRecord, JobChange, JobRecord, RunRequest, Source
+from scheduler_app.models import (
+    ExecutionRecord,
+    JobChange,
+    JobRecord,
+    RunRequest,
+    SchedulerProcess,
+    Source,
+)
 from scheduler_app.policy import POLICY_FIELDS, policy_of, validate_policy
 from scheduler_app.registry import JobDeclaration, registry
 from scheduler_app.state import (
@@ -815,3 +824,82 @@ def prune_executions(*, older_than: timedelta, dry_run: bool = False) -> int:
             return old_executions.count()
         _, deleted = old_executions.delete()
         return deleted.get(DjangoJobExecution._meta.label, 0)
+
+
+# Deleted per statement by `prune_history`: months of history go in short
+# transactions that never hold many locks for long.
+PRUNE_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """How many rows of each kind `prune_history` deleted, and whether it got them all."""
+
+    executions: int = 0
+    run_requests: int = 0
+    changes: int = 0
+    scheduler_processes: int = 0
+    complete: bool = True
+
+    @property
+    def total(self) -> int:
+        return self.executions + self.run_requests + self.changes + self.scheduler_processes
+
+
+def prune_history(*, max_batches: int | None = None) -> PruneReport:
+    """Delete what the retention settings say is old enough; the active scheduler calls it.
+
+    Each kind has its own retention in days (`EXECUTION_RETENTION_DAYS`, which also
+    covers finished run-now requests, `CHANGE_RETENTION_DAYS`,
+    `PROCESS_RETENTION_DAYS`); 0 keeps that kind forever. Ages are measured by the
+    database's clock. Jobs, their schedules and versions are never touched. With
+    `max_batches`, at most that many batches of PRUNE_BATCH rows go per kind (the
+    scheduler prunes a little per pass, so a backlog never delays a run); `complete`
+    says whether anything old is left.
+    """
+    retention = {
+        "executions": app_settings.EXECUTION_RETENTION_DAYS,
+        "run_requests": app_settings.EXECUTION_RETENTION_DAYS,
+        "changes": app_settings.CHANGE_RETENTION_DAYS,
+        "scheduler_processes": app_settings.PROCESS_RETENTION_DAYS,
+    }
+    old_rows = {
+        "executions": lambda cutoff: DjangoJobExecution.objects.filter(run_time__lt=cutoff),
+        "run_requests": lambda cutoff: RunRequest.objects.exclude(
+            status=RunRequest.Status.PENDING
+        ).filter(requested_at__lt=cutoff),
+        "changes": lambda cutoff: JobChange.objects.filter(created_at__lt=cutoff),
+        # A live process has a fresh heartbeat: only long-silent rows are this old.
+        "scheduler_processes": lambda cutoff: SchedulerProcess.objects.filter(
+            last_heartbeat__lt=cutoff
+        ),
+    }
+    deleted: dict[str, int] = {}
+    complete = True
+    for kind, days in retention.items():
+        if not days:
+            continue
+        count, done = _delete_in_batches(
+            old_rows[kind](Now() - timedelta(days=days)), max_batches=max_batches
+        )
+        deleted[kind] = count
+        complete = complete and done
+    return PruneReport(**deleted, complete=complete)
+
+
+def _delete_in_batches(rows: QuerySet[Any], *, max_batches: int | None) -> tuple[int, bool]:
+    """Delete `rows` PRUNE_BATCH at a time, each batch its own transaction.
+
+    Returns how many went and whether none is left.
+    """
+    deleted = batches = 0
+    while max_batches is None or batches < max_batches:
+        with transaction.atomic():
+            keys = list(rows.order_by("pk").values_list("pk", flat=True)[:PRUNE_BATCH])
+            if keys:
+                rows.model.objects.filter(pk__in=keys).delete()
+        deleted += len(keys)
+        batches += 1
+        if len(keys) < PRUNE_BATCH:
+            return deleted, True
+    return deleted, False

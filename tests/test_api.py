@@ -42,7 +42,8 @@ JOB = "reports.weekly"
 JOB_URL = f"{API}/jobs/{JOB}"
 EVERY_FIVE_MINUTES = {"trigger": "cron", "trigger_args": {"crontab": "*/5 * * * *"}}
 JOB_FIELDS = {
-    "id", "name", "func", "trigger", "trigger_args", "description", "enabled", "next_run_time",
+    "id", "name", "func", "trigger", "trigger_args", "description", "enabled", "state",
+    "next_run_time",
     "upcoming", "version", "is_default_schedule", "broken", "max_instances",
     "misfire_grace_time", "coalesce", "pause_after_failures", "consecutive_failures",
     "paused_reason", "paused_by", "paused_at", "paused_until", "last_execution",

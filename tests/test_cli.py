@@ -36,7 +36,8 @@ pytestmark = pytest.mark.django_db
 
 JOB = "probe.record"
 API_JOB_FIELDS = {
-    "id", "name", "func", "trigger", "trigger_args", "description", "enabled", "next_run_time",
+    "id", "name", "func", "trigger", "trigger_args", "description", "enabled", "state",
+    "next_run_time",
     "upcoming", "version", "is_default_schedule", "broken", "max_instances",
     "misfire_grace_time", "coalesce", "pause_after_failures", "consecutive_failures",
     "paused_reason", "paused_by", "paused_at", "paused_until", "last_execution",
@@ -121,11 +122,11 @@ def test_list_shows_each_job_with_schedule_next_run_state_and_last_status(synced
     output = scheduler("list")
 
     assert re.split(r"\s{2,}", output.lines[0]) == [
-        "ID", "SCHEDULE", "NEXT RUN (UTC)", "ENABLED", "LAST RUN",
+        "ID", "SCHEDULE", "NEXT RUN (UTC)", "STATE", "LAST RUN",
     ]
     rows = {line.split()[0]: line for line in output.lines[1:]}
     assert set(rows) == {view.id for view in selectors.job_views(selectors.job_queryset())}
-    assert re.search(r"2099-01-01 00:00:00 \(in \d+ years\)\s+yes\s+error$", rows[JOB])
+    assert re.search(r"2099-01-01 00:00:00 \(in \d+ years\)\s+scheduled\s+error$", rows[JOB])
     assert "Every 30 seconds" in rows["cache.warm"]
     assert all(len(line) <= 100 for line in output.lines)
 

@@ -67,3 +67,13 @@ def test_check_deploy_names_what_is_missing_without_https_settings(tmp_path):
 
     for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
         assert warning in result.stderr
+
+
+def test_database_connections_are_reused_with_a_health_check(tmp_path):
+    show = ("shell", "--verbosity", "0", "-c",
+            "from django.conf import settings; d = settings.DATABASES['default']; "
+            "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'])")
+    environment = production_environment(tmp_path)
+
+    assert manage(*show, **environment).stdout.split() == ["60", "True"]
+    assert manage(*show, **environment, DJANGO_CONN_MAX_AGE="0").stdout.split() == ["0", "True"]

@@ -77,7 +77,7 @@ class JobAdmin(JobControlsMixin, DashboardPageMixin, SchedulerModelAdmin):
 
     changelist_title = "Jobs"
     list_display = (
-        "id", "job_name", "schedule", "next_run", "enabled", "last_run", "flags",
+        "id", "job_name", "schedule", "next_run", "state", "last_run", "flags",
     )
     list_display_links = ("id",)
     list_filter = (EnabledFilter, TriggerTypeFilter, LastStatusFilter, BrokenFilter)
@@ -133,12 +133,13 @@ class JobAdmin(JobControlsMixin, DashboardPageMixin, SchedulerModelAdmin):
                     '{}<br><small class="scheduler-paused-reason">{}</small>',
                     muted("paused"), view.paused_reason,
                 )
-            return muted("paused")
+            return muted("finished" if view.state == "finished" else "paused")
         return format_html("{}<br><small>{}</small>", relative_time(moment), time_cell(moment))
 
-    @admin.display(description="Enabled", boolean=True)
-    def enabled(self, row: DjangoJob) -> bool:
-        return row.view.enabled
+    @admin.display(description="State")
+    def state(self, row: DjangoJob) -> SafeString:
+        return format_html('<span class="scheduler-state scheduler-state-{0}">{0}</span>',
+                           row.view.state)
 
     @admin.display(description="Last run")
     def last_run(self, row: DjangoJob) -> SafeString:

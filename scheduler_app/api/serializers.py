@@ -23,7 +23,7 @@ from rest_framework.settings import api_settings
 from scheduler_app import triggers
 from scheduler_app.api.openapi import extend_schema_field
 from scheduler_app.models import JobChange, RunRequest
-from scheduler_app.selectors import ExecutionView, JobView
+from scheduler_app.selectors import JOB_STATES, ExecutionView, JobView
 
 # The views of jobs and runs are read-only and plain: their serializers build the JSON
 # directly instead of DRF's walk over every declared field, which spent about 0.4 ms a
@@ -139,6 +139,12 @@ class JobSerializer(serializers.Serializer):
     )
     description = serializers.CharField(read_only=True, help_text="The schedule in words.")
     enabled = serializers.BooleanField(read_only=True, help_text="False when paused.")
+    state = serializers.ChoiceField(
+        choices=JOB_STATES,
+        read_only=True,
+        help_text="scheduled (will run), paused, finished (a one-off job that ran, or an "
+        "ended schedule: no run left), broken (its function cannot be imported).",
+    )
     next_run_time = serializers.DateTimeField(read_only=True, allow_null=True)
     upcoming = serializers.ListField(
         child=serializers.DateTimeField(),
@@ -213,6 +219,7 @@ class JobSerializer(serializers.Serializer):
             "trigger_args": dict(job.trigger_args),
             "description": job.description,
             "enabled": job.enabled,
+            "state": job.state,
             "next_run_time": moment(job.next_run_time),
             "upcoming": [moment(fire_time) for fire_time in job.upcoming],
             "version": job.version,

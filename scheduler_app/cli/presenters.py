@@ -37,13 +37,13 @@ RUN_FAILURES = {
 
 
 def jobs_table(views: Sequence[JobView], *, now: datetime, style: Any) -> list[str]:
-    headers = ["ID", "SCHEDULE", f"NEXT RUN ({zone()})", "ENABLED", "LAST RUN"]
+    headers = ["ID", "SCHEDULE", f"NEXT RUN ({zone()})", "STATE", "LAST RUN"]
     rows = [
         [
             view.id,
             view.description,
             output.when(view.next_run_time, now=now),
-            _enabled_cell(view, with_reason=True),
+            _state_cell(view, with_reason=True),
             _status_cell(view.last_execution),
         ]
         for view in views
@@ -60,7 +60,7 @@ def job_details(view: JobView, *, now: datetime, style: Any) -> list[str]:
         ("function", broken if view.broken else view.func),
         ("schedule", view.description),
         ("trigger", _trigger_text(view)),
-        ("enabled", _enabled_cell(view)),
+        ("state", _state_cell(view)),
         ("next run", _next_run(view, now=now)),
         *_listed("next fire times", upcoming or [NOTHING]),
         ("time zone", zone()),
@@ -216,7 +216,8 @@ def timeout_message(outcome: RunOutcome, *, timeout: float) -> str:
     if not selectors.scheduler_status().running:
         return (
             f"{waited}: no scheduler process is running (start one with manage.py "
-            f"runscheduler); request #{request.id} stays pending and runs when one starts."
+            f"runscheduler); request #{request.id} stays pending and runs if one starts within "
+            f"{app_settings.RUN_REQUEST_TIMEOUT:g}s of the request, else it expires."
         )
     return f"{waited}: the scheduler has not picked up request #{request.id} yet."
 
@@ -265,18 +266,21 @@ def _optional(value: object, *, unit: str = "", none: str = NOTHING) -> str:
 
 
 def _next_run(view: JobView, *, now: datetime) -> Cell:
+    if view.state == "finished":
+        return "none: finished"
     if not view.enabled:
         return Styled("none: paused", "WARNING")
     return output.when(view.next_run_time, now=now)
 
 
-def _enabled_cell(view: JobView, *, with_reason: bool = False) -> Styled:
-    if view.broken:
-        return Styled("broken", "ERROR")
-    if view.enabled:
-        return Styled("yes", "SUCCESS")
-    reason = f": {view.paused_reason}" if with_reason and view.paused_reason else ""
-    return Styled(f"paused{reason}", "WARNING")
+STATE_STYLES = {"scheduled": "SUCCESS", "paused": "WARNING", "finished": "", "broken": "ERROR"}
+
+
+def _state_cell(view: JobView, *, with_reason: bool = False) -> Styled:
+    reason = ""
+    if with_reason and view.state == "paused" and view.paused_reason:
+        reason = f": {view.paused_reason}"
+    return Styled(f"{view.state}{reason}", STATE_STYLES[view.state])
 
 
 def _status_cell(execution: ExecutionView | None) -> Cell:

@@ -30,7 +30,8 @@ class RunOutcome:
 
     @property
     def skipped(self) -> bool:
-        return self.run_request.status == RunRequest.Status.SKIPPED
+        """The scheduler will not run it: skipped, or expired before any claimed it."""
+        return self.run_request.status in (RunRequest.Status.SKIPPED, RunRequest.Status.EXPIRED)
 
 
 def wait_for_run(run_request: RunRequest, *, timeout: float) -> RunOutcome:

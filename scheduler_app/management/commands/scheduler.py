@@ -31,7 +31,7 @@ from scheduler_app.api.serializers import (
 from scheduler_app.cli import arguments, output, parsing, presenters, runs
 from scheduler_app.cli.errors import EXIT_FAILED, EXIT_TIMED_OUT, EXIT_USAGE, command_errors
 from scheduler_app.exceptions import JobNotFound
-from scheduler_app.models import Source
+from scheduler_app.models import RunRequest, Source
 from scheduler_app.policy import POLICY_FIELDS
 from scheduler_app.selectors import ExecutionView
 
@@ -300,9 +300,10 @@ class Command(BaseCommand):
         job_id = outcome.run_request.job_id
         execution = outcome.execution
         if outcome.skipped:
+            expired = outcome.run_request.status == RunRequest.Status.EXPIRED
+            what = "the run request expired" if expired else "the scheduler skipped the run"
             raise CommandError(
-                f"{job_id}: the scheduler skipped the run: {outcome.run_request.detail}",
-                returncode=EXIT_FAILED,
+                f"{job_id}: {what}: {outcome.run_request.detail}", returncode=EXIT_FAILED
             )
         if execution is None or not outcome.finished:
             message = presenters.timeout_message(outcome, timeout=timeout)
