@@ -54,6 +54,16 @@ MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 '''
 
 
+# The admin's job list, as a signed-in superuser sees it.
+ADMIN_JOBS_PAGE = (
+    "from django.test.utils import setup_test_environment; setup_test_environment(); "
+    "from django.contrib.auth.models import User; from django.test import Client; "
+    "client = Client(); client.force_login(User.objects.get(username='admin')); "
+    "page = client.get('/admin/scheduler_app/job/'); "
+    "print(page.status_code, 'reports.tick' in page.content.decode())"
+)
+
+
 def run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
         [str(part) for part in command], cwd=cwd, env=env, capture_output=True, text=True,
@@ -168,6 +178,10 @@ def test_the_wheel_installs_into_a_fresh_project_and_runs_there(tmp_path):
             "reports.tick", "scheduled", "success"
         )
         assert get(f"{base}/api/scheduler/jobs/")[0] == 403  # Django's default settings
+        assert "reports.tick" in run(python, "manage.py", "scheduler", "list", cwd=site, env=env)
+        admin_page = run(python, "manage.py", "shell", "--verbosity", "0", "-c",
+                         ADMIN_JOBS_PAGE, cwd=site, env=env)
+        assert admin_page.split() == ["200", "True"]
     finally:
         for process in processes:
             process.terminate()
