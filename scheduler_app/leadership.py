@@ -56,6 +56,9 @@ class Leadership:
         self.epoch: int | None = None
         self._valid_until = 0.0  # time.monotonic() after which no run may start
         self._lock = threading.Lock()
+        # Whether the last refresh failed on a database error (a lock timeout behind a
+        # long claim, a lost connection): the coordinator then tries again soon.
+        self.refresh_failed = False
 
     @property
     def is_active(self) -> bool:
@@ -70,7 +73,9 @@ class Leadership:
         except DatabaseError as error:
             # A lease we could not renew runs out by itself (`_valid_until`).
             logger.warning("Could not refresh the scheduler lease: %s", error)
+            self.refresh_failed = True
             return self.is_active
+        self.refresh_failed = False
         with self._lock:
             self.epoch = epoch
             if epoch is not None:

@@ -55,6 +55,9 @@ JOBSTORE_ALIAS = "default"
 # is pruned one batch per kind per pass until it is gone.
 HOUSEKEEPING_INTERVAL = 3600.0
 
+# Seconds before the coordinator tries again after a failed lease refresh.
+RENEWAL_RETRY = 0.25
+
 
 class Scheduler(BlockingScheduler):
     """A BlockingScheduler whose passes claim work from the store under row locks."""
@@ -246,7 +249,13 @@ class Coordinator(threading.Thread):
             except Exception:
                 # This thread must outlive any surprise, or the lease lapses.
                 logger.exception("Unexpected error in the scheduler coordinator")
-            self.refresh_requested.wait(self.interval)
+            # One missed renewal would otherwise let the lease's validity (TTL/2) run
+            # out before the next one (TTL/3 later): the active scheduler would stop
+            # starting runs, as seen under load when a renewal timed out behind a claim.
+            self.refresh_requested.wait(
+                min(self.interval, RENEWAL_RETRY) if self.leadership.refresh_failed
+                else self.interval
+            )
             self.refresh_requested.clear()
             if self.stopping.is_set():
                 break

@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.db.models import Count
 from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 
 from scheduler_app import selectors, services
 from scheduler_app.conf import app_settings
-from scheduler_app.models import SchedulerProcess
+from scheduler_app.leadership import Leadership
+from scheduler_app.models import SchedulerLease, SchedulerProcess
+from scheduler_app.scheduler import Coordinator
 from tests.conftest import wait_for
 from tests.testapp.models import ProbeRun
 
@@ -159,3 +162,46 @@ def test_schedulers_recover_from_a_postgresql_restart_with_exactly_one_active(st
     assert all(scheduler.process.poll() is None for scheduler in schedulers)
     stop_runs()
     assert_each_run_fired_once()
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_renewal_that_timed_out_behind_a_long_claim_is_retried_before_the_lease_lapses():
+    class NoScheduler:
+        def __init__(self) -> None:
+            self.leadership = Leadership(instance="test", ttl=9.0)  # valid 4.5 s after a renewal
+
+        def wakeup(self) -> None:
+            pass
+
+    scheduler = NoScheduler()
+    assert scheduler.leadership.refresh()
+    coordinator = Coordinator(scheduler, "notify")
+    coordinator.interval = 2.5  # a renewal at 0 s, 2.5 s, 5 s: as the shipped TTL/3
+    claim_started, lapsed = threading.Event(), []
+
+    def hold_the_lease_row_like_a_long_claim() -> None:
+        # The fence of a claim locks the lease row for the claim's whole transaction.
+        with transaction.atomic():
+            SchedulerLease.objects.select_for_update(no_key=True).get(name="default")
+            claim_started.set()
+            time.sleep(1.5)  # longer than the renewal's 1 s lock timeout
+        connections.close_all()
+
+    coordinator.start()
+    try:
+        time.sleep(2.4)  # just before the coordinator's second renewal, which times out
+        claim = threading.Thread(target=hold_the_lease_row_like_a_long_claim)
+        claim.start()
+        deadline = time.monotonic() + 3.5
+        while time.monotonic() < deadline:
+            if not scheduler.leadership.is_active:
+                lapsed.append(time.monotonic())
+            time.sleep(0.05)
+        claim.join()
+    finally:
+        coordinator.stopping.set()
+        coordinator.refresh_requested.set()
+        coordinator.join(10)
+    assert claim_started.is_set()
+    assert not lapsed, "the lease lapsed after one renewal timed out"
