@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.urls import NoReverseMatch, reverse
 
-from scheduler_app.conf import DEFAULTS
+from scheduler_app.conf import ALERT_DEFAULTS, DEFAULTS
 
 POSITIVE_NUMBERS = (
     "POLL_INTERVAL", "MAX_SLEEP", "HEARTBEAT_INTERVAL", "HEARTBEAT_TIMEOUT", "MAX_RETRY_DELAY",
@@ -98,6 +98,13 @@ def check_scheduler_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
             Error("SCHEDULER_APP['EXECUTION'] must be 'threads' or 'tasks'.",
                   id="scheduler_app.E007")
         )
+    errors += _check_alerts(configured)
+    token = configured.get("METRICS_TOKEN")
+    if token is not None and (not isinstance(token, str) or not token):
+        errors.append(
+            Error("SCHEDULER_APP['METRICS_TOKEN'] must be a non-empty string or None.",
+                  id="scheduler_app.E010")
+        )
     timezone_name = configured.get("TIMEZONE") or settings.TIME_ZONE
     try:
         ZoneInfo(timezone_name)
@@ -106,4 +113,50 @@ def check_scheduler_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
             Error(f"SCHEDULER_APP['TIMEZONE'] {timezone_name!r} is not a known time zone.",
                   id="scheduler_app.E006")
         )
+    return errors
+
+
+def _positive(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and value > 0
+
+
+def _check_alerts(configured: dict[str, Any]) -> list[Error]:
+    errors = []
+    alert_after = configured.get("ALERT_AFTER", DEFAULTS["ALERT_AFTER"])
+    if not _positive(alert_after):
+        errors.append(Error("SCHEDULER_APP['ALERT_AFTER'] must be a positive number of seconds.",
+                            id="scheduler_app.E008"))
+    alerts = configured.get("ALERTS", DEFAULTS["ALERTS"])
+    if not isinstance(alerts, dict):
+        return [*errors, Error("SCHEDULER_APP['ALERTS'] must be a dict.", id="scheduler_app.E009")]
+
+    def problem(text: str) -> None:
+        errors.append(Error(f"SCHEDULER_APP['ALERTS']: {text}", id="scheduler_app.E009"))
+
+    for key in alerts:
+        if key not in ALERT_DEFAULTS:
+            problem(f"unknown key {key!r} (known: {', '.join(ALERT_DEFAULTS)}).")
+    if not isinstance(alerts.get("email", False), bool):
+        problem("'email' must be true or false.")
+    elif alerts.get("email") and not settings.ADMINS:
+        problem("'email' is on but settings.ADMINS is empty: nobody would get the mail.")
+    for key in ("timeout",):
+        if not _positive(alerts.get(key, ALERT_DEFAULTS[key])):
+            problem(f"{key!r} must be a positive number of seconds.")
+    retries = alerts.get("retries", ALERT_DEFAULTS["retries"])
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        problem("'retries' must be an integer >= 0.")
+    webhooks = alerts.get("webhooks", [])
+    if not isinstance(webhooks, list | tuple):
+        problem("'webhooks' must be a list of {'url': ..., 'secret': ...}.")
+        return errors
+    for index, webhook in enumerate(webhooks):
+        if not isinstance(webhook, dict) or set(webhook) != {"url", "secret"}:
+            problem(f"webhooks[{index}] must be a dict with exactly 'url' and 'secret'.")
+            continue
+        url, secret = webhook["url"], webhook["secret"]
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            problem(f"webhooks[{index}]['url'] must be an http:// or https:// URL.")
+        if not isinstance(secret, str) or not secret:
+            problem(f"webhooks[{index}]['secret'] must be a non-empty string.")
     return errors

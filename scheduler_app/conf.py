@@ -57,7 +57,21 @@ DEFAULTS: dict[str, Any] = {
     "CHANGE_RETENTION_DAYS": 365,
     # Rows of scheduler processes whose heartbeat stopped (SchedulerProcess):
     "PROCESS_RETENTION_DAYS": 7,
+    # Seconds after a run was due with no successful run since before the job is
+    # overdue (`job_overdue`); a job's `alert_after` (code or run policy) wins.
+    "ALERT_AFTER": 3600,
+    # Where alerts go (see `scheduler_app.alerts`): {"email": True} mails
+    # settings.ADMINS; {"webhooks": [{"url": ..., "secret": ...}]} POSTs signed JSON.
+    # "timeout" (seconds per attempt, default 5) and "retries" (after the first
+    # attempt, default 3, with doubling back-off) apply to every channel.
+    "ALERTS": {},
+    # Bearer token that may read GET /metrics (besides staff who may view jobs);
+    # None: staff sessions only.
+    "METRICS_TOKEN": None,
 }
+
+# What SCHEDULER_APP["ALERTS"] holds when a key is left out.
+ALERT_DEFAULTS: dict[str, Any] = {"email": False, "webhooks": [], "timeout": 5.0, "retries": 3}
 
 
 class AppSettings:
@@ -67,6 +81,11 @@ class AppSettings:
         if name not in DEFAULTS:
             raise AttributeError(f"Unknown SCHEDULER_APP setting {name!r}")
         return getattr(settings, "SCHEDULER_APP", {}).get(name, DEFAULTS[name])
+
+    @property
+    def alerts(self) -> dict[str, Any]:
+        """SCHEDULER_APP["ALERTS"] with its defaults filled in."""
+        return {**ALERT_DEFAULTS, **self.ALERTS}
 
     @property
     def timezone(self) -> ZoneInfo:

@@ -37,7 +37,7 @@ from django_apscheduler import util
 from django_apscheduler.jobstores import DjangoJobStore
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app import services
+from scheduler_app import outcomes, services
 from scheduler_app.conf import app_settings
 from scheduler_app.models import (
     EXECUTION_LOST,
@@ -120,13 +120,24 @@ class JobStore(DjangoJobStore):
         """
         with self.lock, transaction.atomic():
             if event.code == events.EVENT_JOB_EXECUTED:
-                self.handle_execution_event(event)
+                execution_id = self.handle_execution_event(event)
             else:
-                self.handle_error_event(event)
+                execution_id = self.handle_error_event(event)
+            # The run counters and alerts (`outcomes`), in the same transaction.
+            if execution_id is not None:
+                outcomes.record_outcomes(execution_ids=[execution_id])
             if event.code != events.EVENT_JOB_MISSED:
                 services.record_run_outcome(
                     job_id=event.job_id, failed=event.code == events.EVENT_JOB_ERROR
                 )
+
+    def handle_submission_event(self, event: events.JobSubmissionEvent) -> int | None:
+        """django-apscheduler's handler; a skipped run (max instances) is an outcome too."""
+        with self.lock, transaction.atomic():
+            execution_id = super().handle_submission_event(event)
+            if execution_id is not None and event.code == events.EVENT_JOB_MAX_INSTANCES:
+                outcomes.record_outcomes(execution_ids=[execution_id])
+        return execution_id
 
     @util.retry_on_db_operational_error
     def lookup_job(self, job_id: str) -> Job | None:
@@ -266,13 +277,20 @@ class JobStore(DjangoJobStore):
         outcome; without this they would show as running forever.
         """
         timeout = app_settings.LOST_RUN_TIMEOUT
-        return DjangoJobExecution.objects.filter(
-            status=DjangoJobExecution.SENT,
-            run_time__lt=util.get_django_internal_datetime(now) - timedelta(seconds=timeout),
-        ).update(
-            status=EXECUTION_LOST,
-            exception=f"No outcome {timeout:.0f}s after its run time: its process probably died.",
-        )
+        cutoff = util.get_django_internal_datetime(now) - timedelta(seconds=timeout)
+        with transaction.atomic():
+            lost = list(
+                DjangoJobExecution.objects.select_for_update(skip_locked=True)
+                .filter(status=DjangoJobExecution.SENT, run_time__lt=cutoff)
+                .values_list("id", flat=True)
+            )
+            DjangoJobExecution.objects.filter(id__in=lost).update(
+                status=EXECUTION_LOST,
+                exception=f"No outcome {timeout:.0f}s after its run time: "
+                "its process probably died.",
+            )
+            outcomes.record_outcomes(execution_ids=lost)
+        return len(lost)
 
     @util.retry_on_db_operational_error
     def claim_run_requests(
@@ -436,6 +454,7 @@ class JobStore(DjangoJobStore):
                     status=EXECUTION_QUEUED if self.dispatch else DjangoJobExecution.SENT,
                 )
                 ExecutionRecord.objects.create(execution=execution, cause=cause, kwargs=kwargs)
+                outcomes.record_run_due(job_id=job_id, run_time=run_time)
         except IntegrityError:
             logger.warning("Run of %r at %s was already fired; not firing it again",
                            job_id, run_time)
@@ -534,8 +553,9 @@ def _due_run_times(state: dict[str, Any], now: datetime) -> list[datetime]:
 
 def _record_broken_runs(job_id: str, func_ref: str, run_times: list[datetime]) -> None:
     """Record the runs a broken job missed, so its history shows why nothing ran."""
+    recorded = []
     for run_time in run_times:
-        DjangoJobExecution.objects.get_or_create(
+        execution, created = DjangoJobExecution.objects.get_or_create(
             job_id=job_id,
             run_time=util.get_django_internal_datetime(run_time),
             defaults={
@@ -543,3 +563,6 @@ def _record_broken_runs(job_id: str, func_ref: str, run_times: list[datetime]) -
                 "exception": f"Not run: the function {func_ref!r} cannot be imported.",
             },
         )
+        if created:
+            recorded.append(execution.id)
+    outcomes.record_outcomes(execution_ids=recorded)

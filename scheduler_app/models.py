@@ -53,6 +53,82 @@ class ExecutionRecord(models.Model):
         return f"execution {self.execution_id} ({self.cause})"
 
 
+class JobHealth(models.Model):
+    """Per job: run counts, the newest outcome, and the open incident.
+
+    The counts go up as outcomes are recorded and never down (pruning history does
+    not touch them): they are the Prometheus counters of `scheduler_app.metrics`,
+    read with the job in one query instead of counting history at every scrape.
+    `incident` lists the alert events already raised since the job last succeeded,
+    so repeated failures of one incident raise one alert (`scheduler_app.alerts`).
+    """
+
+    job = models.OneToOneField(
+        DjangoJob, primary_key=True, on_delete=models.CASCADE, related_name="health"
+    )
+    runs_success = models.PositiveBigIntegerField(default=0)
+    runs_error = models.PositiveBigIntegerField(default=0)
+    runs_missed = models.PositiveBigIntegerField(default=0)
+    runs_lost = models.PositiveBigIntegerField(default=0)
+    runs_skipped = models.PositiveBigIntegerField(default=0)
+    # The newest run with an outcome: when it was due, how long it took, how late it started.
+    last_run_time = models.DateTimeField(null=True, blank=True)
+    last_duration = models.FloatField(null=True, blank=True)
+    last_lateness = models.FloatField(null=True, blank=True)
+    # When the newest successful run finished.
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    # The first run due since the last success, and when the job is overdue if none
+    # succeeds (that run time plus its `alert_after`); both cleared by a success.
+    due_since = models.DateTimeField(null=True, blank=True)
+    overdue_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    incident = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        verbose_name_plural = "job health"
+
+    def __str__(self) -> str:
+        return f"health of {self.job_id}"
+
+
+class Alert(models.Model):
+    """One alert raised about a job, and what became of its delivery.
+
+    Written in the transaction that decided to raise it; delivery to the channels of
+    `SCHEDULER_APP["ALERTS"]` happens after commit in a background thread, which
+    records here whether every channel took it. `job_id` is plain text, so the log
+    outlives the job.
+    """
+
+    class Event(models.TextChoices):
+        RUN_FAILED = "run_failed", "Run failed"
+        RUN_MISSED = "run_missed", "Run missed or skipped"
+        JOB_OVERDUE = "job_overdue", "Job overdue"
+        JOB_AUTO_PAUSED = "job_auto_paused", "Job auto-paused"
+        JOB_RECOVERED = "job_recovered", "Job recovered"
+
+    class Delivery(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        NO_CHANNELS = "no_channels", "No channel configured"
+
+    event = models.CharField(max_length=32, choices=Event.choices)
+    job_id = models.CharField(max_length=255)
+    run_time = models.DateTimeField(null=True, blank=True)
+    message = models.TextField()
+    occurred_at = models.DateTimeField(default=timezone.now)
+    delivery = models.CharField(max_length=16, choices=Delivery.choices, default=Delivery.PENDING)
+    # One line per channel: where it went and how that ended.
+    delivery_detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["job_id", "-id"], name="alert_job_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.job_id} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
 class Source(models.TextChoices):
     """The front door a change came through."""
 
@@ -93,6 +169,9 @@ class JobRecord(models.Model):
     paused_by = models.CharField(max_length=150, null=True, blank=True)  # noqa: DJ001
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_until = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The operator's grace (seconds) before a job with no successful run since it
+    # was due is overdue; None: the job's `alert_after` in code, else ALERT_AFTER.
+    alert_after = models.PositiveIntegerField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.job_id} v{self.version}"

@@ -48,6 +48,10 @@ class JobDeclaration:
             "misfire_grace_time": self.misfire_grace_time,
             "pause_after_failures": self.pause_after_failures,
         }
+    # Seconds without a successful run after one was due before the job is
+    # overdue; None: SCHEDULER_APP["ALERT_AFTER"]. False `alerts` mutes the job.
+    alert_after: int | None = None
+    alerts: bool = True
 
     @property
     def trigger_spec(self) -> dict[str, Any]:
@@ -110,6 +114,8 @@ def scheduled_job(
     misfire_grace_time: int | None = None,
     coalesce: bool = True,
     pause_after_failures: int | None = None,
+    alert_after: int | None = None,
+    alerts: bool = True,
     **trigger_args: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare the decorated function as a scheduled job with a default schedule.
@@ -118,9 +124,15 @@ def scheduled_job(
     not job options are the trigger's arguments, as APScheduler takes them. The
     default schedule and run policy are validated now, so a typo fails at startup,
     not at 3 a.m. `pause_after_failures=N` pauses the job when N runs in a row fail.
+    `alert_after` is the job's grace in seconds before it counts as overdue;
+    `alerts=False` raises no alert for it.
     """
     if trigger not in TRIGGER_TYPES:
         raise ValueError(f"trigger must be one of {', '.join(TRIGGER_TYPES)}, not {trigger!r}")
+    if alert_after is not None and (
+        isinstance(alert_after, bool) or not isinstance(alert_after, int) or alert_after < 1
+    ):
+        raise ValueError(f"alert_after must be a whole number of seconds >= 1, not {alert_after!r}")
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         from scheduler_app.conf import app_settings
@@ -150,6 +162,8 @@ def scheduled_job(
             ),
             coalesce=coalesce,
             pause_after_failures=pause_after_failures,
+            alert_after=alert_after,
+            alerts=bool(alerts),
         )
         validate_policy(declaration.policy)
         # allow_past: a one-off date job whose date has gone by must not stop startup.

@@ -15,7 +15,9 @@ and whole-job write-back undo a pause committed in between, with a pass that:
 5. sleeps until the store's next run time or pause end, at most MAX_SLEEP, or until
    the change listener wakes it (LISTEN/NOTIFY or polling);
 6. on a database error, logs, drops the connection and retries with back-off
-   instead of letting the exception end the loop.
+   instead of letting the exception end the loop;
+7. at most once a second, raises `job_overdue` for jobs with no successful run
+   within their window (`outcomes.raise_overdue_alerts`).
 
 A coordinator thread renews the lease and writes the heartbeat the status
 endpoint reads.
@@ -35,11 +37,11 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, Job
 from apscheduler.executors.base import MaxInstancesReachedError
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_STOPPED
 from apscheduler.schedulers.blocking import BlockingScheduler
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 
-from scheduler_app import selectors, services
+from scheduler_app import alerts, outcomes, selectors, services
 from scheduler_app.conf import app_settings
 from scheduler_app.executor import RecordingExecutor
 from scheduler_app.jobstore import ClaimedRun, JobStore
@@ -57,19 +59,27 @@ HOUSEKEEPING_INTERVAL = 3600.0
 
 # Seconds before the coordinator tries again after a failed lease refresh.
 RENEWAL_RETRY = 0.25
+# Seconds between two looks for overdue jobs: an overdue alert is this late at most.
+OVERDUE_SWEEP_INTERVAL = 1.0
+# Seconds a stopping scheduler gives queued alerts to be delivered.
+ALERT_DELIVERY_GRACE = 5.0
 
 
 class Scheduler(BlockingScheduler):
     """A BlockingScheduler whose passes claim work from the store under row locks."""
 
     def __init__(self, **options: object) -> None:
-        self.recorder = RunRecorder(hooks=[count_toward_auto_pause])
+        # Alerts first: a run's failure is told before the auto-pause it causes.
+        self.recorder = RunRecorder(
+            hooks=[outcomes.record_reported_outcomes, count_toward_auto_pause]
+        )
         self.jobstore = JobStore(dispatch=_task_dispatcher(), record_events=False)
         self.leadership = Leadership(instance=new_instance_name(), ttl=app_settings.LEASE_TTL)
         self.stop_requested = threading.Event()
         self.retry_delay = 0.0
         self.next_lost_run_sweep = 0.0
         self.next_housekeeping = 0.0
+        self.next_overdue_sweep = 0.0
         super().__init__(
             jobstores={JOBSTORE_ALIAS: self.jobstore},
             executors={"default": RecordingExecutor(
@@ -124,6 +134,7 @@ class Scheduler(BlockingScheduler):
                     self._submit(run)
             self._sweep_lost_runs()
             self._prune_history()
+            self._sweep_overdue_jobs()
             next_run_time = _earliest(
                 self.jobstore.get_next_run_time(), selectors.next_pause_end()
             )
@@ -189,6 +200,12 @@ class Scheduler(BlockingScheduler):
         pause = HOUSEKEEPING_INTERVAL if report.complete else 0.0
         self.next_housekeeping = time.monotonic() + pause
 
+    def _sweep_overdue_jobs(self) -> None:
+        if time.monotonic() < self.next_overdue_sweep:
+            return
+        outcomes.raise_overdue_alerts(timezone.now())
+        self.next_overdue_sweep = time.monotonic() + OVERDUE_SWEEP_INTERVAL
+
     def _back_off(self, error: DatabaseError) -> float:
         self.retry_delay = min(max(self.retry_delay * 2, 0.5), app_settings.MAX_RETRY_DELAY)
         logger.warning("Database error in the scheduler pass (%s); retrying in %.1fs",
@@ -214,9 +231,13 @@ def _task_dispatcher() -> Callable[[str, datetime], None] | None:
 
 def _record_not_started(run: ClaimedRun, reason: str) -> None:
     try:
-        DjangoJobExecution.objects.filter(job_id=run.job.id, run_time__in=run.run_times).update(
-            status=DjangoJobExecution.MISSED, exception=reason
-        )
+        with transaction.atomic():
+            executions = DjangoJobExecution.objects.filter(
+                job_id=run.job.id, run_time__in=run.run_times
+            )
+            ids = list(executions.values_list("id", flat=True))
+            executions.update(status=DjangoJobExecution.MISSED, exception=reason)
+            outcomes.record_outcomes(execution_ids=ids)
     except DatabaseError as error:
         logger.warning("Could not record that %r was not started: %s", run.job.id, error)
 
@@ -320,4 +341,6 @@ def run_scheduler(scheduler: Scheduler) -> None:
             scheduler.shutdown(wait=True)
         coordinator.stop()
         coordinator.join(timeout=10)
+        if not alerts.wait_for_deliveries(timeout=ALERT_DELIVERY_GRACE):
+            logger.warning("Stopping with alerts not delivered yet (see the alert log)")
         connections.close_all()

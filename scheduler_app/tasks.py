@@ -31,7 +31,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app import binding, services
+from scheduler_app import binding, outcomes, services
 from scheduler_app.conf import app_settings
 from scheduler_app.models import EXECUTION_QUEUED, ExecutionRecord, JobRecord
 from scheduler_app.state import load_state
@@ -99,6 +99,7 @@ def _start(job_id: str, run_time: datetime) -> tuple[Any, list[Any], dict[str, A
             execution.status, execution.exception = refusal
             execution.finished = timezone.now().timestamp()
             execution.save()
+            outcomes.record_outcomes(execution_ids=[execution.id])
             return None
         execution.status = DjangoJobExecution.SENT
         execution.save(update_fields=["status"])
@@ -130,12 +131,14 @@ def _refusal(
 def _finish(job_id: str, run_time: datetime, began: float, status: str, **details: str) -> None:
     # One transaction: the failure that pauses the job and the pause commit together.
     with transaction.atomic():
-        DjangoJobExecution.objects.filter(job_id=job_id, run_time=run_time).update(
+        execution = DjangoJobExecution.objects.filter(job_id=job_id, run_time=run_time)
+        execution.update(
             status=status,
             finished=timezone.now().timestamp(),
             duration=round(time.monotonic() - began, 2),
             **details,
         )
+        outcomes.record_outcomes(execution_ids=execution.values_list("id", flat=True))
         services.record_run_outcome(
             job_id=job_id, failed=status == DjangoJobExecution.ERROR
         )

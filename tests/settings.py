@@ -21,6 +21,13 @@ SCHEDULER_APP = {
     "EXECUTION": os.environ.get("TEST_SCHEDULER_EXECUTION", "threads"),
     "LOST_RUN_TIMEOUT": float(os.environ.get("TEST_LOST_RUN_TIMEOUT", 3600)),
 }
+# Tests of alerts start their schedulers with a webhook on a loopback server.
+if os.environ.get("TEST_ALERT_WEBHOOK_URL"):
+    SCHEDULER_APP["ALERTS"] = {
+        "webhooks": [{"url": os.environ["TEST_ALERT_WEBHOOK_URL"], "secret": "test-secret"}],
+        "timeout": float(os.environ.get("TEST_ALERT_TIMEOUT", 5)),
+        "retries": int(os.environ.get("TEST_ALERT_RETRIES", 3)),
+    }
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

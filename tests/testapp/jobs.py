@@ -52,3 +52,34 @@ def record_scheduled_time(scheduled_time: datetime.datetime, label: str = "") ->
                kwargs={"limit": 10})
 def needs_a_limit(limit: int, *, dry_run: bool = False) -> None:
     """A job with a required parameter, which its declaration supplies."""
+
+
+@scheduled_job("cron", year="2099", month=1, day=1, id="probe.failing",
+               name="Always failing probe")
+def fail_every_time() -> None:
+    """Record the attempt, then fail (never paused for it)."""
+    ProbeRun.objects.create(job_id="probe.failing", started_at=timezone.now(), pid=os.getpid())
+    raise RuntimeError("the partner API is down")
+
+
+@scheduled_job("cron", year="2099", month=1, day=1, id="probe.flaky", name="Flaky probe")
+def flaky_run(failures: int = 2) -> None:
+    """Fail the first `failures` runs, then succeed."""
+    ProbeRun.objects.create(job_id="probe.flaky", started_at=timezone.now(), pid=os.getpid())
+    if ProbeRun.objects.filter(job_id="probe.flaky").count() <= failures:
+        raise RuntimeError("not yet")
+
+
+@scheduled_job("cron", year="2099", month=1, day=1, id="probe.stuck", name="Stuck probe",
+               alert_after=2)
+def stuck_run(seconds: float = 6.0) -> None:
+    """Hang for `seconds`: no run succeeds within its two-second window."""
+    ProbeRun.objects.create(job_id="probe.stuck", started_at=timezone.now(), pid=os.getpid())
+    time.sleep(seconds)
+
+
+@scheduled_job("cron", year="2099", month=1, day=1, id="probe.quiet", name="Muted probe",
+               alerts=False)
+def quiet_fail() -> None:
+    """Fail, with alerts muted."""
+    raise RuntimeError("nobody is told")
