@@ -3,12 +3,13 @@ Read-only queries behind the admin's scheduler dashboard.
 
 Like `selectors`, everything is read from the store when the page is drawn: the
 scheduler's heartbeat, the runs the stored triggers will fire in the next hours, the
-latest failed runs, and each job's recent success rate and durations. The results
+latest failed runs, and each job's recent success rate, durations and lateness. The results
 carry the positions the page's inline SVG charts need, so the template only draws.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -127,6 +128,26 @@ class JobTrend:
     def longest(self) -> float | None:
         durations = [e.duration for e in self.executions if e.duration is not None]
         return max(durations) if durations else None
+
+    @property
+    def lateness_p50(self) -> float | None:
+        """The median lateness (seconds) of these runs that started."""
+        return _nearest_rank(self._lateness, 0.50)
+
+    @property
+    def lateness_p95(self) -> float | None:
+        return _nearest_rank(self._lateness, 0.95)
+
+    @property
+    def _lateness(self) -> list[float]:
+        return sorted(e.lateness for e in self.executions if e.lateness is not None)
+
+
+def _nearest_rank(ordered: list[float], fraction: float) -> float | None:
+    """The smallest of the sorted values that at least `fraction` of them do not exceed."""
+    if not ordered:
+        return None
+    return ordered[math.ceil(fraction * len(ordered)) - 1]
 
 
 def scheduler_health(*, now: datetime | None = None) -> SchedulerHealth:

@@ -71,7 +71,8 @@ class JobHealth(models.Model):
     runs_missed = models.PositiveBigIntegerField(default=0)
     runs_lost = models.PositiveBigIntegerField(default=0)
     runs_skipped = models.PositiveBigIntegerField(default=0)
-    # The newest run with an outcome: when it was due, how long it took, how late it started.
+    # When the newest run with an outcome was due; how long the newest of those that
+    # started took, and how late it started.
     last_run_time = models.DateTimeField(null=True, blank=True)
     last_duration = models.FloatField(null=True, blank=True)
     last_lateness = models.FloatField(null=True, blank=True)

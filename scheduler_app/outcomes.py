@@ -110,11 +110,11 @@ def _count(health: JobHealth, row: DjangoJobExecution) -> None:
     finished = datetime.fromtimestamp(float(row.finished), tz=UTC) if row.finished else None
     if health.last_run_time is None or row.run_time >= health.last_run_time:
         health.last_run_time = row.run_time
-        health.last_lateness = started and (started - row.run_time).total_seconds()
-        health.last_duration = (
-            (finished - started).total_seconds() if started and finished
-            else float(row.duration) if row.duration is not None else None
-        )
+        if started is not None:  # missed and skipped runs never started: nothing to time
+            health.last_lateness = (started - row.run_time).total_seconds()
+            health.last_duration = (
+                (finished - started).total_seconds() if finished else None
+            )
     if row.status == DjangoJobExecution.SUCCESS:
         health.last_success_at = finished or timezone.now()
         health.due_since = None

@@ -20,7 +20,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Expression, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Expression, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import JSONObject, Now
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
@@ -32,6 +32,7 @@ from scheduler_app.leadership import LEASE_NAME
 from scheduler_app.models import (
     EXECUTION_LOST,
     EXECUTION_QUEUED,
+    Alert,
     JobChange,
     JobRecord,
     SchedulerLease,
@@ -438,6 +439,119 @@ def scheduler_is_running() -> bool:
         last_heartbeat__gte=fresh_after,
         instance__in=holders.values("holder"),
     ).exists()
+
+
+@dataclass(frozen=True)
+class JobMetrics:
+    """What the Prometheus metrics say about one job (`scheduler_app.metrics`)."""
+
+    id: str
+    trigger: str
+    schedule: str
+    function: str
+    next_run_time: datetime | None
+    broken: bool
+    running: int
+    # Outcome counts by status (success, error, missed, lost, skipped): never lowered.
+    runs: dict[str, int]
+    last_run_time: datetime | None
+    last_success_at: datetime | None
+    last_duration: float | None
+    last_lateness: float | None
+
+
+@dataclass(frozen=True)
+class SchedulerMetrics:
+    """What the Prometheus metrics say about the scheduler processes."""
+
+    instances: dict[str, int]
+    lease_epoch: int | None
+    # Seconds since the active process's heartbeat (the newest process's when none is
+    # active); None when no scheduler ever ran.
+    heartbeat_age: float | None
+
+
+RUN_COUNTERS = {
+    "success": "runs_success", "error": "runs_error", "missed": "runs_missed",
+    "lost": "runs_lost", "skipped": "runs_skipped",
+}
+_HEALTH_COLUMNS = (
+    *(f"health__{column}" for column in RUN_COUNTERS.values()),
+    "health__last_run_time", "health__last_success_at", "health__last_duration",
+    "health__last_lateness",
+)
+
+
+def job_metrics() -> list[JobMetrics]:
+    """Every job with its counters and newest outcome: two queries, whatever the count.
+
+    The schedule in words and the function come from the stored state, worked out
+    once per distinct state (`_stored_state`), so a scrape after the first costs
+    no unpickling for jobs that did not change.
+    """
+    running = dict(
+        DjangoJobExecution.objects.filter(status=DjangoJobExecution.SENT)
+        .values("job_id").annotate(count=Count("id")).values_list("job_id", "count")
+    )
+    rows = DjangoJob.objects.order_by("id").values_list(
+        "id", "next_run_time", "job_state", *_HEALTH_COLUMNS
+    )
+    metrics = []
+    for job_id, next_run_time, job_state, *health in rows:
+        stored = _stored_state(job_id, bytes(job_state))
+        counts = health[: len(RUN_COUNTERS)]
+        last_run_time, last_success_at, last_duration, last_lateness = health[len(RUN_COUNTERS):]
+        metrics.append(JobMetrics(
+            id=job_id,
+            trigger=stored.trigger_type or "unknown",
+            schedule=stored.description,
+            function=stored.func,
+            next_run_time=next_run_time,
+            broken=not stored.readable or not function_is_importable(stored.func),
+            running=running.get(job_id, 0),
+            runs={status: count or 0 for status, count in zip(RUN_COUNTERS, counts, strict=True)},
+            last_run_time=last_run_time,
+            last_success_at=last_success_at,
+            last_duration=last_duration,
+            last_lateness=last_lateness,
+        ))
+    return metrics
+
+
+def scheduler_metrics() -> SchedulerMetrics:
+    """Live scheduler processes by role, the lease's epoch and the heartbeat's age."""
+    now = timezone.now()
+    fresh_after = now - timedelta(seconds=app_settings.HEARTBEAT_TIMEOUT)
+    live = list(
+        SchedulerProcess.objects.filter(stopped_at__isnull=True, last_heartbeat__gte=fresh_after)
+        .values_list("instance", "last_heartbeat")
+    )
+    lease = SchedulerLease.objects.filter(name=LEASE_NAME).first()
+    holder = lease.holder if lease and lease.expires_at > now else None
+    active = [heartbeat for instance, heartbeat in live if instance == holder]
+    newest = active[0] if active else (
+        SchedulerProcess.objects.order_by("-last_heartbeat")
+        .values_list("last_heartbeat", flat=True).first()
+    )
+    return SchedulerMetrics(
+        instances={"active": len(active), "standby": len(live) - len(active)},
+        lease_epoch=lease.epoch if lease else None,
+        heartbeat_age=(now - newest).total_seconds() if newest else None,
+    )
+
+
+def alert_queryset(
+    *, job_id: str | None = None, event: str | None = None, delivery: str | None = None
+) -> QuerySet[Alert]:
+    """The alert log, newest first."""
+    rows = Alert.objects.order_by("-id")
+    if job_id is not None:
+        rows = rows.filter(job_id=job_id)
+    if event:
+        rows = rows.filter(event=event)
+    if delivery:
+        rows = rows.filter(delivery=delivery)
+    return rows
 
 
 def broken_job_ids() -> list[str]:

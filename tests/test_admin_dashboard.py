@@ -122,6 +122,22 @@ def test_job_trends_rate_each_jobs_last_runs_and_scale_their_durations(synced):
     assert trends["monitoring.heartbeat"].success_percent is None
 
 
+def test_job_trends_show_lateness_p50_and_p95_of_the_runs_that_started(synced, admin_client):
+    # Twenty runs started 0.1 s ... 2.0 s late, and one that never started.
+    for index in range(20):
+        record_execution(JOB, minutes_ago=30 - index, lateness=(index + 1) / 10)
+    record_execution(JOB, minutes_ago=1, status=DjangoJobExecution.MISSED)
+
+    trends = {trend.job_id: trend for trend in dashboard.job_trends()}
+
+    weekly = trends[JOB]
+    # The newest 20 runs: 19 started (0.2 ... 2.0 s late), one missed.
+    # Nearest rank: the 10th and the 19th of the 19.
+    assert (weekly.lateness_p50, weekly.lateness_p95) == (1.1, 2.0)
+    assert trends["cache.warm"].lateness_p50 is None
+    assert "1.10 s / 2.00 s" in admin_client.get(DASHBOARD).content.decode()
+
+
 def test_job_trends_cost_two_queries_whatever_the_number_of_jobs(
     synced, django_assert_num_queries
 ):
