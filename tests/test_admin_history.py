@@ -7,7 +7,7 @@ from django.urls import reverse
 from django_apscheduler.models import DjangoJobExecution
 
 from scheduler_app import services
-from scheduler_app.models import JobChange
+from scheduler_app.models import Alert, JobChange
 from scheduler_app.selectors import EXECUTION_STATUS_SLUGS, EXECUTION_STATUSES_BY_SLUG
 from tests.conftest import record_execution, run_action, staff_client
 
@@ -140,3 +140,39 @@ def test_history_is_visible_to_job_viewers_only(synced):
     assert EXECUTIONS in index and CHANGES in index
     outsider_index = outsider.get("/admin/").content.decode()
     assert EXECUTIONS not in outsider_index and CHANGES not in outsider_index
+
+
+ALERTS = "/admin/scheduler_app/alert/"
+
+
+def test_executions_show_when_each_run_started_and_how_late(synced, admin_client):
+    late = record_execution(JOB, minutes_ago=5, lateness=2.25)
+    record_execution(JOB, minutes_ago=10)  # not started (or recorded before lateness was)
+
+    listing = admin_client.get(EXECUTIONS).content.decode()
+    detail = admin_client.get(f"{EXECUTIONS}{late.id}/change/").content.decode()
+
+    assert "2.25 s" in listing
+    assert "2.25 s" in detail and "Lateness" in detail
+
+
+def test_alert_log_shows_each_alert_and_its_delivery_read_only(synced, admin_client):
+    delivered = Alert.objects.create(event="run_failed", job_id=JOB, message="Run failed: boom",
+                                     delivery=Alert.Delivery.DELIVERED,
+                                     delivery_detail="email to ADMINS: delivered")
+    failed = Alert.objects.create(
+        event="job_overdue", job_id="cache.warm", message="No success for an hour",
+        delivery=Alert.Delivery.FAILED,
+        delivery_detail="webhook http://hooks.example/x: failed after 4 attempt(s): timed out",
+    )
+
+    assert shown_ids(admin_client, ALERTS) == [failed.id, delivered.id]
+    assert shown_ids(admin_client, f"{ALERTS}?delivery=failed") == [failed.id]
+    assert shown_ids(admin_client, f"{ALERTS}?event=run_failed") == [delivered.id]
+    page = admin_client.get(ALERTS).content.decode()
+    assert "Run failed: boom" in page and ">Failed</span>" in page and ">Delivered</span>" in page
+    detail = admin_client.get(f"{ALERTS}{failed.id}/change/").content.decode()
+    assert "failed after 4 attempt(s): timed out" in detail
+    assert admin_client.post(f"{ALERTS}{failed.id}/delete/").status_code == 403
+    assert staff_client("view_djangojob").get(ALERTS).status_code == 200
+    assert staff_client().get(ALERTS).status_code == 403

@@ -24,6 +24,7 @@ from scheduler_app import selectors, services
 from scheduler_app.api.serializers import SchedulerStatusSerializer
 from scheduler_app.models import (
     EXECUTION_LOST,
+    Alert,
     JobChange,
     RunRequest,
     SchedulerLease,
@@ -641,6 +642,39 @@ def test_changes_json_limit_and_a_deleted_jobs_trail(synced):
     assert (newest["actor"], newest["source"]) == (getpass.getuser(), "cli")
     everything = scheduler("changes", "--json").json()
     assert {change["job"] for change in everything} >= {JOB, "cache.warm"}
+
+
+# alerts
+
+
+def test_alerts_list_the_log_newest_first_with_each_delivery(synced):
+    delivered = Alert.objects.create(event="run_failed", job_id=JOB, message="Run failed: boom",
+                                     delivery=Alert.Delivery.DELIVERED)
+    failed = Alert.objects.create(
+        event="job_overdue", job_id="cache.warm", message="No success for an hour",
+        delivery=Alert.Delivery.FAILED, delivery_detail="webhook http://h/x: failed: timed out",
+    )
+
+    lines = scheduler("alerts").lines
+    ids = [alert["id"] for alert in scheduler("alerts", "--json").json()]
+    [only_failed] = scheduler("alerts", "--failed", "--json").json()
+
+    assert re.split(r"\s{2,}", lines[0]) == ["WHEN (UTC)", "JOB", "EVENT", "DELIVERY", "MESSAGE"]
+    assert re.search(
+        r"cache\.warm +job_overdue +failed +No success for an hour \[webhook http://h/x: failed: "
+        r"timed out\]$", lines[1],
+    )
+    assert re.search(rf"{re.escape(JOB)} +run_failed +delivered +Run failed: boom$", lines[2])
+    assert ids == [failed.id, delivered.id]
+    assert only_failed["id"] == failed.id and set(only_failed) == {
+        "id", "event", "job", "run_time", "message", "occurred_at", "delivery", "delivery_detail",
+    }
+    assert [a["id"] for a in scheduler("alerts", JOB, "--json").json()] == [delivered.id]
+    assert [a["id"] for a in scheduler("alerts", "--event", "job_overdue", "--json").json()] == [
+        failed.id
+    ]
+    assert scheduler("alerts", "probe.record").stdout == "No alerts recorded.\n"
+    assert "No job with id 'nope'" in str(refused("alerts", "nope"))
 
 
 # status

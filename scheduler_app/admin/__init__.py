@@ -1,5 +1,6 @@
 """
-The scheduler in Django's admin: jobs, their executions, the audit trail, a dashboard.
+The scheduler in Django's admin: jobs, their executions, the audit trail, the alert log,
+a dashboard.
 
 This replaces django-apscheduler's own registrations, which let a user edit
 `next_run_time` without the pickled state (the scheduler then spins), run jobs inside
@@ -10,8 +11,8 @@ editable. Permissions are the API's: viewing needs `django_apscheduler.view_djan
 changing needs `django_apscheduler.change_djangojob`; nobody adds or deletes jobs here.
 
 The pages live in `jobs` (the job list, change page and its endpoints), `dashboard`,
-`history` (executions and the audit trail); what they share is in `base`, `display`,
-`filters` and `operations`. This module only registers them.
+`history` (executions, the audit trail and the alert log); what they share is in `base`,
+`display`, `filters` and `operations`. This module only registers them.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import django_apscheduler.admin  # noqa: F401 - registers django-apscheduler's p
 from django.contrib import admin
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app.admin.history import ExecutionAdmin, JobChangeAdmin
+from scheduler_app.admin.history import AlertAdmin, ExecutionAdmin, JobChangeAdmin
 from scheduler_app.admin.jobs import JobAdmin
-from scheduler_app.models import Job, JobChange, Run
+from scheduler_app.models import Alert, Job, JobChange, Run
 
-__all__ = ["ExecutionAdmin", "JobAdmin", "JobChangeAdmin"]
+__all__ = ["AlertAdmin", "ExecutionAdmin", "JobAdmin", "JobChangeAdmin"]
 
 for _model in (DjangoJob, DjangoJobExecution):
     if admin.site.is_registered(_model):
@@ -44,3 +45,4 @@ if admin.site.index_template is None:
 admin.site.register(Job, JobAdmin)
 admin.site.register(Run, ExecutionAdmin)
 admin.site.register(JobChange, JobChangeAdmin)
+admin.site.register(Alert, AlertAdmin)

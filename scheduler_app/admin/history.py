@@ -1,5 +1,5 @@
-"""The history pages, read-only for whoever may view jobs: every recorded run, and the audit
-trail of who changed which job."""
+"""The history pages, read-only for whoever may view jobs: every recorded run, the audit
+trail of who changed which job, and the alert log with each alert's delivery."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from scheduler_app.admin.display import (
     time_cell,
 )
 from scheduler_app.admin.filters import ExecutionStatusFilter, JobIdFilter
-from scheduler_app.models import JobChange
+from scheduler_app.models import Alert, JobChange
 
 EXCEPTION_SUMMARY_LENGTH = 80
 
@@ -165,3 +165,37 @@ class JobChangeAdmin(JobHistoryAdmin):
     @admin.display(description="After")
     def after_json(self, row: JobChange) -> SafeString:
         return format_html("<pre>{}</pre>", json.dumps(row.after, indent=2))
+
+
+# Delivery outcomes drawn with the run statuses' badge colours.
+DELIVERY_BADGES = {
+    Alert.Delivery.DELIVERED: "success",
+    Alert.Delivery.FAILED: "error",
+    Alert.Delivery.PENDING: "running",
+    Alert.Delivery.NO_CHANNELS: "missed",
+}
+
+
+class AlertAdmin(JobHistoryAdmin):
+    """Every alert raised, newest first, and whether its channels took it."""
+
+    changelist_title = "Alert log"
+    list_display = ("occurred_at", "event", "job_link", "run_time", "delivery_badge", "message")
+    list_display_links = ("occurred_at",)
+    list_filter = ("event", "delivery", JobIdFilter, "occurred_at")
+    search_fields = ("job_id", "message")
+    fields = (
+        "job_link", "event", "run_time", "occurred_at", "message", "delivery_badge",
+        "delivery_detail",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Alert]:
+        return selectors.alert_queryset()
+
+    @admin.display(description="Delivery", ordering="delivery")
+    def delivery_badge(self, row: Alert) -> SafeString:
+        return format_html(
+            '<span class="scheduler-badge scheduler-status-{}" title="{}">{}</span>',
+            DELIVERY_BADGES.get(row.delivery, ""), row.delivery_detail, row.get_delivery_display(),
+        )

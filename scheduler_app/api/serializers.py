@@ -22,7 +22,7 @@ from rest_framework.settings import api_settings
 
 from scheduler_app import triggers
 from scheduler_app.api.openapi import extend_schema_field
-from scheduler_app.models import JobChange, RunRequest
+from scheduler_app.models import Alert, JobChange, RunRequest
 from scheduler_app.selectors import JOB_STATES, ExecutionView, JobView
 
 # The views of jobs and runs are read-only and plain: their serializers build the JSON
@@ -250,6 +250,20 @@ class JobChangeSerializer(serializers.ModelSerializer):
         fields = [
             "id", "job", "version", "action", "actor", "source", "before", "after", "message",
             "created_at",
+        ]
+        read_only_fields = fields
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    """One alert raised about a job, with what became of its delivery."""
+
+    job = serializers.CharField(source="job_id", read_only=True)
+
+    class Meta:
+        model = Alert
+        fields = [
+            "id", "event", "job", "run_time", "message", "occurred_at", "delivery",
+            "delivery_detail",
         ]
         read_only_fields = fields
 

@@ -17,6 +17,7 @@ from scheduler_app import selectors, triggers
 from scheduler_app.cli import parsing
 from scheduler_app.cli.errors import EXIT_FAILED, EXIT_TIMED_OUT, EXIT_USAGE
 from scheduler_app.conf import app_settings
+from scheduler_app.models import Alert
 
 DEFAULT_LIMIT = 20
 DEFAULT_WAIT_SECONDS = 60.0
@@ -39,7 +40,7 @@ def add_subcommands(parser: CommandParser) -> None:
     for add_subcommand in (
         _add_list, _add_show, _add_pause_and_resume, _add_trigger, _add_reschedule, _add_policy,
         _add_revert, _add_backfill, _add_reset,
-        _add_history, _add_changes, _add_status, _add_prune,
+        _add_history, _add_changes, _add_alerts, _add_status, _add_prune,
     ):
         add_subcommand(add_parser)
 
@@ -235,6 +236,15 @@ def _add_history(add_parser: AddParser) -> None:
     history.add_argument("--status", choices=EXECUTION_STATUSES, help="Only this outcome.")
     _add_limit_option(history)
     _add_json_option(history)
+
+
+def _add_alerts(add_parser: AddParser) -> None:
+    alerts = add_parser("alerts", help="The alert log, newest first, with each delivery's outcome.")
+    alerts.add_argument("job_id", metavar="JOB_ID", nargs="?")
+    alerts.add_argument("--event", choices=Alert.Event.values, help="Only this event.")
+    alerts.add_argument("--failed", action="store_true", help="Only alerts whose delivery failed.")
+    _add_limit_option(alerts)
+    _add_json_option(alerts)
 
 
 def _add_changes(add_parser: AddParser) -> None:

@@ -1,5 +1,5 @@
 """
-How jobs, executions, audit entries, the scheduler's status and run outcomes read in a
+How jobs, executions, audit entries, alerts, the scheduler's status and run outcomes read in a
 terminal: the tables and label/value blocks the `scheduler` subcommands print.
 
 Everything here formats what the selectors returned; nothing reads or writes the store
@@ -17,7 +17,7 @@ from scheduler_app.cli import output
 from scheduler_app.cli.output import NOTHING, Cell, Styled
 from scheduler_app.cli.runs import RunOutcome
 from scheduler_app.conf import app_settings
-from scheduler_app.models import JobChange, RunRequest
+from scheduler_app.models import Alert, JobChange, RunRequest
 from scheduler_app.policy import POLICY_FIELDS
 from scheduler_app.selectors import ExecutionView, JobView, SchedulerStatus
 
@@ -169,6 +169,25 @@ def changes_table(changes: Sequence[JobChange], *, job_id: str | None, style: An
     return output.table(
         headers, rows, style=style, flexible={"WHAT CHANGED"}, omit=_job_column(job_id)
     )
+
+
+DELIVERY_STYLES = {"delivered": "SUCCESS", "failed": "ERROR", "pending": "NOTICE"}
+
+
+def alerts_table(alerts: Sequence[Alert], *, job_id: str | None, style: Any) -> list[str]:
+    headers = [f"WHEN ({zone()})", "JOB", "EVENT", "DELIVERY", "MESSAGE"]
+    rows = [
+        [
+            output.local_time(alert.occurred_at),
+            alert.job_id,
+            alert.event,
+            Styled(alert.delivery, DELIVERY_STYLES.get(alert.delivery, "")),
+            alert.message if alert.delivery != "failed"
+            else f"{alert.message} [{alert.delivery_detail}]",
+        ]
+        for alert in alerts
+    ]
+    return output.table(headers, rows, style=style, flexible={"MESSAGE"}, omit=_job_column(job_id))
 
 
 def status_details(status: SchedulerStatus, *, now: datetime, style: Any) -> list[str]:

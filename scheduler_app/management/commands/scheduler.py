@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from scheduler_app import selectors, services, triggers
 from scheduler_app.api.serializers import (
+    AlertSerializer,
     ExecutionSerializer,
     JobChangeSerializer,
     JobSerializer,
@@ -31,7 +32,7 @@ from scheduler_app.api.serializers import (
 from scheduler_app.cli import arguments, output, parsing, presenters, runs
 from scheduler_app.cli.errors import EXIT_FAILED, EXIT_TIMED_OUT, EXIT_USAGE, command_errors
 from scheduler_app.exceptions import JobNotFound
-from scheduler_app.models import RunRequest, Source
+from scheduler_app.models import Alert, RunRequest, Source
 from scheduler_app.policy import POLICY_FIELDS
 from scheduler_app.selectors import ExecutionView
 
@@ -42,8 +43,8 @@ PREVIEW_COUNT = 5
 class Command(BaseCommand):
     help = (
         "List, inspect and change scheduled jobs: pause, resume, run now, reschedule, change "
-        "the run policy, revert to a version, backfill, reset, "
-        "execution history, audit trail, scheduler status and pruning of old executions."
+        "the run policy, revert to a version, backfill, reset, execution history, audit "
+        "trail, alert log, scheduler status and pruning of old executions."
     )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
@@ -120,6 +121,25 @@ class Command(BaseCommand):
             self._print(presenters.changes_table(changes, job_id=job_id, style=self.style))
         else:
             self.stdout.write("No changes recorded.")
+
+    def handle_alerts(
+        self, *, job_id: str | None, event: str | None, failed: bool, limit: int, as_json: bool,
+        **_: Any,
+    ) -> None:
+        alerts = list(
+            selectors.alert_queryset(
+                job_id=job_id, event=event, delivery=Alert.Delivery.FAILED if failed else None
+            )[:limit]
+        )
+        # The log outlives its job, so only an id with neither is a mistake.
+        if job_id is not None and not alerts and not selectors.job_exists(job_id=job_id):
+            raise JobNotFound(job_id)
+        if as_json:
+            self._write_json(AlertSerializer(alerts, many=True).data)
+        elif alerts:
+            self._print(presenters.alerts_table(alerts, job_id=job_id, style=self.style))
+        else:
+            self.stdout.write("No alerts recorded.")
 
     def handle_status(self, *, as_json: bool, check: bool, **_: Any) -> None:
         if check:
