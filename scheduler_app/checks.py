@@ -103,7 +103,7 @@ def check_scheduler_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
     if token is not None and (not isinstance(token, str) or not token):
         errors.append(
             Error("SCHEDULER_APP['METRICS_TOKEN'] must be a non-empty string or None.",
-                  id="scheduler_app.E010")
+                  id="scheduler_app.E011")
         )
     timezone_name = configured.get("TIMEZONE") or settings.TIME_ZONE
     try:

@@ -92,7 +92,7 @@ def test_admin_index_speaks_the_schedulers_language(synced, admin_client):
     section = section[: section.index("</table>")]
     assert ">Scheduler<" in section
     names = re.findall(r'<a href="/admin/scheduler_app/\w+/">(\w+)</a>', section)
-    assert names == ["Changes", "Jobs", "Runs"]
+    assert names == ["Alerts", "Changes", "Jobs", "Runs"]
     assert "Django APScheduler" not in page and "Django jobs" not in page
     jobs_page = admin_client.get(CHANGELIST).content.decode()
     assert "<title>Jobs |" in jobs_page and "django job" not in jobs_page.lower()

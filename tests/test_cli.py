@@ -651,8 +651,8 @@ def test_alerts_list_the_log_newest_first_with_each_delivery(synced):
     delivered = Alert.objects.create(event="run_failed", job_id=JOB, message="Run failed: boom",
                                      delivery=Alert.Delivery.DELIVERED)
     failed = Alert.objects.create(
-        event="job_overdue", job_id="cache.warm", message="No success for an hour",
-        delivery=Alert.Delivery.FAILED, delivery_detail="webhook http://h/x: failed: timed out",
+        event="job_overdue", job_id="cache.warm", message="Overdue",
+        delivery=Alert.Delivery.FAILED, delivery_detail="webhook: timed out",
     )
 
     lines = scheduler("alerts").lines
@@ -660,10 +660,8 @@ def test_alerts_list_the_log_newest_first_with_each_delivery(synced):
     [only_failed] = scheduler("alerts", "--failed", "--json").json()
 
     assert re.split(r"\s{2,}", lines[0]) == ["WHEN (UTC)", "JOB", "EVENT", "DELIVERY", "MESSAGE"]
-    assert re.search(
-        r"cache\.warm +job_overdue +failed +No success for an hour \[webhook http://h/x: failed: "
-        r"timed out\]$", lines[1],
-    )
+    # A failed delivery says why, next to the message.
+    assert re.search(r"cache\.warm +job_overdue +failed +Overdue \[webhook: timed out\]$", lines[1])
     assert re.search(rf"{re.escape(JOB)} +run_failed +delivered +Run failed: boom$", lines[2])
     assert ids == [failed.id, delivered.id]
     assert only_failed["id"] == failed.id and set(only_failed) == {
@@ -673,7 +671,7 @@ def test_alerts_list_the_log_newest_first_with_each_delivery(synced):
     assert [a["id"] for a in scheduler("alerts", "--event", "job_overdue", "--json").json()] == [
         failed.id
     ]
-    assert scheduler("alerts", "probe.record").stdout == "No alerts recorded.\n"
+    assert scheduler("alerts", "probe.slow").stdout == "No alerts recorded.\n"
     assert "No job with id 'nope'" in str(refused("alerts", "nope"))
 
 
