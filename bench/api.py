@@ -79,13 +79,13 @@ def main() -> None:
 # Setup --------------------------------------------------------------------------------------
 
 
-def set_up_django(server_url: str) -> None:
-    """Django on a fresh, migrated `scheduler_bench_api` on the server of `server_url`."""
+def set_up_django(server_url: str, database: str = BENCH_DATABASE) -> None:
+    """Django on a fresh, migrated `database` on the server of `server_url`."""
     if not server_url.startswith("postgres"):
         raise SystemExit(
             "Set DATABASE_URL to a PostgreSQL server: postgres://postgres@127.0.0.1:5432/postgres"
         )
-    bench_url = urlunsplit(urlsplit(server_url)._replace(path=f"/{BENCH_DATABASE}"))
+    bench_url = urlunsplit(urlsplit(server_url)._replace(path=f"/{database}"))
     os.environ.update(
         DATABASE_URL=bench_url,
         DJANGO_SETTINGS_MODULE="bench.settings",

@@ -235,6 +235,12 @@ that changes nothing: "Job is already paused.").
 **Errors** are JSON: `{"detail": ..., "code": ...}`, plus `errors` (messages by field:
 `trigger_args.minutes`, `If-Match`, `page_size`, `body`) on every 400. A refused
 request changes nothing.
+
+**Runs** carry `run_time` (when due), `started` (when the run really started; null
+until then) and `lateness` (seconds from one to the other).
+
+**Metrics** for Prometheus are outside this API, at `GET /metrics` (bearer
+`SCHEDULER_APP["METRICS_TOKEN"]` or a staff session that may view jobs).
 """,
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
