@@ -24,7 +24,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app import binding, notifications, selectors, triggers
+from scheduler_app import alerts, binding, notifications, selectors, triggers
 from scheduler_app.conf import app_settings
 from scheduler_app.exceptions import (
     InvalidInput,
@@ -408,6 +408,12 @@ def _auto_pause(job: _LockedJob, limit: int) -> None:
     _commit(job, JobChange.Action.PAUSED, SCHEDULER_ACTOR, Source.SCHEDULER,
             record.paused_reason)
     logger.warning("Job %r: %s", job.row.id, record.paused_reason)
+    alerts.raise_alert(
+        event="job_auto_paused",
+        job_id=job.row.id,
+        message=f"Job {job.row.id!r} was paused after {limit} consecutive failed runs; "
+        "resume it once the cause is fixed.",
+    )
 
 
 def reset_job(

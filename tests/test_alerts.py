@@ -256,3 +256,22 @@ def test_a_hanging_webhook_times_out_without_holding_up_the_caller(
 
     assert recorded_in < hanging.delay  # the outcome was recorded before the receiver answered
     assert "timed out" in Alert.objects.get().delivery_detail
+
+
+def test_an_auto_paused_job_raises_job_auto_paused_once_after_its_failure_alert(
+    synced, django_capture_on_commit_callbacks
+):
+    # probe.fail pauses itself after 3 failed runs in a row (its pause_after_failures).
+    with django_capture_on_commit_callbacks(execute=True):
+        for minutes_ago in (3, 2, 1):
+            execution = record_execution("probe.fail", minutes_ago=minutes_ago,
+                                         status=DjangoJobExecution.ERROR, exception="boom")
+            outcomes.record_outcomes(execution_ids=[execution.id])
+            services.record_run_outcome(job_id="probe.fail", failed=True)
+
+    assert list(Alert.objects.order_by("id").values_list("event", flat=True)) == [
+        "run_failed", "job_auto_paused",
+    ]
+    assert "paused after 3 consecutive failed runs" in Alert.objects.get(
+        event="job_auto_paused").message
+    assert JobHealth.objects.get(job_id="probe.fail").incident == ["run_failed", "job_auto_paused"]

@@ -41,13 +41,13 @@ def test_scheduler_alerts_once_per_incident_and_on_recovery_and_overdue(start_sc
         start_scheduler(TEST_ALERT_WEBHOOK_URL=receiver.url)
         edit_stored_job("probe.flaky", kwargs={"failures": 2})
         edit_stored_job("probe.stuck", kwargs={"seconds": 6})
-        for job_id in ("probe.fail", "probe.flaky", "probe.stuck"):
+        for job_id in ("probe.failing", "probe.flaky", "probe.stuck"):
             services.reschedule_job(trigger_spec=EVERY_SECOND, **change(job_id))
 
-        wait_for(lambda: runs("probe.fail", DjangoJobExecution.ERROR) >= 5, timeout=30)
+        wait_for(lambda: runs("probe.failing", DjangoJobExecution.ERROR) >= 5, timeout=30)
         wait_for(lambda: ("probe.stuck", "job_overdue") in events(receiver), timeout=30)
         wait_for(lambda: ("probe.flaky", "job_recovered") in events(receiver), timeout=30)
-        for job_id in ("probe.fail", "probe.flaky", "probe.stuck"):
+        for job_id in ("probe.failing", "probe.flaky", "probe.stuck"):
             services.pause_job(**change(job_id))
         time.sleep(1)  # deliveries of the last outcomes
     finally:
@@ -55,7 +55,7 @@ def test_scheduler_alerts_once_per_incident_and_on_recovery_and_overdue(start_sc
 
     received = Counter(events(receiver))
     # Five failures or more, one alert.
-    assert received[("probe.fail", "run_failed")] == 1
+    assert received[("probe.failing", "run_failed")] == 1
     assert received[("probe.flaky", "run_failed")] == 1
     assert received[("probe.flaky", "job_recovered")] == 1
     assert received[("probe.stuck", "job_overdue")] == 1
@@ -88,16 +88,16 @@ def test_a_bad_webhook_receiver_does_not_make_runs_late(start_scheduler, receive
         baseline = lateness_since("probe.record", since=DjangoJobExecution.objects.earliest(
             "run_time").run_time - timedelta(seconds=1))
 
-        services.reschedule_job(trigger_spec=EVERY_SECOND, **change("probe.fail"))
+        services.reschedule_job(trigger_spec=EVERY_SECOND, **change("probe.failing"))
         wait_for(lambda: bad.requests, timeout=30)
         receiver_called = timezone.now()
         wait_for(lambda: len(lateness_since("probe.record", receiver_called)) >= 4, timeout=30)
         during = lateness_since("probe.record", receiver_called)
         failures_meanwhile = DjangoJobExecution.objects.filter(
-            job_id="probe.fail", status=DjangoJobExecution.ERROR, run_time__gt=receiver_called
+            job_id="probe.failing", status=DjangoJobExecution.ERROR, run_time__gt=receiver_called
         ).count()
-        delivery = Alert.objects.get(job_id="probe.fail").delivery
-        for job_id in ("probe.record", "probe.fail"):
+        delivery = Alert.objects.get(job_id="probe.failing").delivery
+        for job_id in ("probe.record", "probe.failing"):
             services.pause_job(**change(job_id))
     finally:
         bad.close()
@@ -106,7 +106,7 @@ def test_a_bad_webhook_receiver_does_not_make_runs_late(start_scheduler, receive
     assert delivery == Alert.Delivery.PENDING
     # ... while the failing job went on running every second, raising no more alerts,
     assert failures_meanwhile >= 3
-    assert Alert.objects.filter(job_id="probe.fail").count() == 1
+    assert Alert.objects.filter(job_id="probe.failing").count() == 1
     # and the other job's runs started as promptly as before the receiver misbehaved
     # (a blocked loop or worker would make them seconds late).
     assert all(lateness is not None for lateness in during)
