@@ -1,10 +1,12 @@
 """
-A job's run policy: how many runs may overlap, what happens to late runs, and when
-repeated failures pause the job.
+A job's run policy: how many runs may overlap, what happens to late runs, when
+repeated failures pause the job, and how long it may go without a success before
+it is overdue (`alert_after`, see `scheduler_app.alerts`).
 
 Three of its fields are APScheduler's own and live in the pickled job state
-(`max_instances`, `coalesce`, `misfire_grace_time`); `pause_after_failures` is ours
-and lives on `JobRecord`, where the scheduler counts failures in a row. Code
+(`max_instances`, `coalesce`, `misfire_grace_time`); `pause_after_failures` and
+`alert_after` are ours and live on `JobRecord`, where the scheduler counts failures
+in a row. Code
 declares the defaults (`@scheduled_job(..., pause_after_failures=3)`), operators
 change them at runtime (`services.set_job_policy`), `reset` restores them.
 """
@@ -17,13 +19,16 @@ from typing import Any
 from scheduler_app.exceptions import InvalidPolicy
 
 # The fields, in the order the API, the admin and the CLI show them.
-POLICY_FIELDS = ("max_instances", "coalesce", "misfire_grace_time", "pause_after_failures")
+POLICY_FIELDS = (
+    "max_instances", "coalesce", "misfire_grace_time", "pause_after_failures", "alert_after",
+)
 # The ones APScheduler keeps in the job state.
 STATE_FIELDS = ("max_instances", "coalesce", "misfire_grace_time")
 # Which fields take null, and what null means.
 NULLABLE = {
     "misfire_grace_time": "always run late runs",
     "pause_after_failures": "never pause",
+    "alert_after": "SCHEDULER_APP['ALERT_AFTER']",
 }
 
 
@@ -55,9 +60,12 @@ def validate_policy(changes: Mapping[str, Any]) -> dict[str, Any]:
     return dict(changes)
 
 
-def policy_of(state: Mapping[str, Any], *, pause_after_failures: int | None) -> dict[str, Any]:
-    """The four fields of a stored job, from its state and its record."""
+def policy_of(
+    state: Mapping[str, Any], *, pause_after_failures: int | None, alert_after: int | None
+) -> dict[str, Any]:
+    """The fields of a stored job's policy, from its state and its record."""
     return {
         **{name: state.get(name) for name in STATE_FIELDS},
         "pause_after_failures": pause_after_failures,
+        "alert_after": alert_after,
     }

@@ -47,6 +47,7 @@ class JobDeclaration:
             "coalesce": self.coalesce,
             "misfire_grace_time": self.misfire_grace_time,
             "pause_after_failures": self.pause_after_failures,
+            "alert_after": self.alert_after,
         }
     # Seconds without a successful run after one was due before the job is
     # overdue; None: SCHEDULER_APP["ALERT_AFTER"]. False `alerts` mutes the job.

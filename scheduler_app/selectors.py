@@ -60,7 +60,7 @@ UPCOMING_COUNT = 5
 _FLOAT_TO_DECIMAL = DecimalContext(prec=15)
 # What a job view is made of: the job's row, its record, its newest run.
 _RECORD_COLUMNS = (
-    "version", "pause_after_failures", "consecutive_failures",
+    "version", "pause_after_failures", "consecutive_failures", "alert_after",
     "paused_reason", "paused_by", "paused_at", "paused_until",
 )
 _JOB_VIEW_COLUMNS = (
@@ -165,6 +165,7 @@ class JobView:
     coalesce: bool | None
     pause_after_failures: int | None
     consecutive_failures: int
+    alert_after: int | None
     paused_reason: str | None
     paused_by: str | None
     paused_at: datetime | None
@@ -195,6 +196,7 @@ class _RecordValues:
     version: int = 0
     pause_after_failures: int | None = None
     consecutive_failures: int = 0
+    alert_after: int | None = None
     paused_reason: str | None = None
     paused_by: str | None = None
     paused_at: datetime | None = None
@@ -704,6 +706,7 @@ def _job_view(
         coalesce=stored.coalesce,
         pause_after_failures=record.pause_after_failures,
         consecutive_failures=record.consecutive_failures,
+        alert_after=record.alert_after,
         # A job that runs has no pause note, whatever a record left behind says.
         paused_reason=record.paused_reason if next_run_time is None else None,
         paused_by=record.paused_by if next_run_time is None else None,

@@ -271,13 +271,17 @@ def set_job_policy(
 
 
 def _policy(job: _LockedJob) -> dict[str, Any]:
-    return policy_of(job.state, pause_after_failures=job.record.pause_after_failures)
+    return policy_of(
+        job.state,
+        pause_after_failures=job.record.pause_after_failures,
+        alert_after=job.record.alert_after,
+    )
 
 
 def _apply_policy(job: _LockedJob, policy: Mapping[str, Any]) -> None:
     for name, value in policy.items():
-        if name == "pause_after_failures":
-            job.record.pause_after_failures = value
+        if name in ("pause_after_failures", "alert_after"):
+            setattr(job.record, name, value)
         else:
             job.state[name] = value
 
@@ -695,6 +699,7 @@ def _add_declared_job(declaration: JobDeclaration, actor: str) -> None:
         name=declaration.name,
         trigger_type=trigger_type_name(trigger),
         pause_after_failures=declaration.pause_after_failures,
+        alert_after=declaration.alert_after,
     )
     JobChange.objects.create(
         job_id=declaration.id,
@@ -798,7 +803,8 @@ def _summary(state: dict[str, Any], record: JobRecord) -> dict[str, Any]:
         "next_run_time": isoformat(state["next_run_time"]),
         "paused_reason": record.paused_reason,
         "paused_until": isoformat(record.paused_until),
-        **policy_of(state, pause_after_failures=record.pause_after_failures),
+        **policy_of(state, pause_after_failures=record.pause_after_failures,
+                    alert_after=record.alert_after),
     }
 
 

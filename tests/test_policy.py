@@ -15,7 +15,7 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app import selectors, services
+from scheduler_app import alerts, selectors, services
 from scheduler_app.exceptions import VersionConflict
 from scheduler_app.models import JobChange, JobRecord
 from tests.conftest import (
@@ -318,3 +318,28 @@ def test_scheduler_pauses_a_job_after_its_nth_consecutive_failure(start_schedule
     assert (audit.action, audit.actor) == ("paused", "scheduler")
     time.sleep(2)
     assert ProbeRun.objects.filter(job_id="probe.fail").count() == 3, "no run after the pause"
+
+
+# alert_after: how long a job may go without a success before it is overdue
+
+
+def test_alert_after_is_part_of_the_policy_in_every_door_and_reset_restores_code(api):
+    response = put(api, {"alert_after": 600})
+    assert response.status_code == 200, response.json()
+    assert response.json()["alert_after"] == 600
+    assert alerts.alert_after(JOB) == 600  # what the overdue sweep uses
+
+    assert "Run policy changed." in scheduler("policy", JOB, "--alert-after", "900")
+    assert alerts.alert_after(JOB) == 900
+    scheduler("policy", JOB, "--alert-after", "none")
+    assert selectors.get_job(job_id=JOB).alert_after is None
+    assert alerts.alert_after(JOB) == 3600  # SCHEDULER_APP["ALERT_AFTER"]
+
+    bad = put(api, {"alert_after": 0})
+    assert bad.status_code == 400 and "alert_after" in bad.json()["errors"]
+
+    # probe.stuck declares alert_after=2 in code: a new job gets it, reset restores it.
+    assert selectors.get_job(job_id="probe.stuck").alert_after == 2
+    services.set_job_policy(policy={"alert_after": 60}, **change(job_id="probe.stuck"))
+    services.reset_job(**change(job_id="probe.stuck"))
+    assert alerts.alert_after("probe.stuck") == 2

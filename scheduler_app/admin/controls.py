@@ -57,6 +57,11 @@ class PolicyForm(_JobControlForm):
         label="Pause after failures", min_value=1, required=False,
         help_text="Pause the job when this many runs in a row fail; empty: never.",
     )
+    alert_after = forms.IntegerField(
+        label="Alert after (s)", min_value=1, required=False,
+        help_text="Overdue when no run succeeds this long after one was due; "
+        "empty: the default.",
+    )
 
     @classmethod
     def for_job(cls, job: JobView) -> PolicyForm:
@@ -66,6 +71,7 @@ class PolicyForm(_JobControlForm):
             "coalesce": job.coalesce,
             "misfire_grace_time": job.misfire_grace_time,
             "pause_after_failures": job.pause_after_failures,
+            "alert_after": job.alert_after,
         })
 
     @property

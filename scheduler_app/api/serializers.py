@@ -183,6 +183,13 @@ class JobSerializer(serializers.Serializer):
         help_text="The scheduler pauses the job when this many runs in a row fail; "
         "null: never.",
     )
+    alert_after = serializers.IntegerField(
+        read_only=True,
+        allow_null=True,
+        help_text="Seconds the job may go without a successful run after one was due "
+        "before job_overdue is raised; null: the job's code default, else "
+        "SCHEDULER_APP['ALERT_AFTER'].",
+    )
     consecutive_failures = serializers.IntegerField(
         read_only=True, help_text="Runs in a row that failed, up to now."
     )
@@ -232,6 +239,7 @@ class JobSerializer(serializers.Serializer):
             "coalesce": job.coalesce,
             "pause_after_failures": job.pause_after_failures,
             "consecutive_failures": job.consecutive_failures,
+            "alert_after": job.alert_after,
             "paused_reason": job.paused_reason,
             "paused_by": job.paused_by,
             "paused_at": moment(job.paused_at),
@@ -419,6 +427,11 @@ class PolicySerializer(StrictBodySerializer):
     pause_after_failures = _NullablePolicyCount(
         required=False,
         help_text="Pause the job when this many runs in a row fail (at least 1), or null: never.",
+    )
+    alert_after = _NullablePolicyCount(
+        required=False,
+        help_text="Seconds without a successful run after one was due before the job is "
+        "overdue (at least 1), or null: SCHEDULER_APP['ALERT_AFTER'].",
     )
 
 

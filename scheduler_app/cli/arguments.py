@@ -134,6 +134,12 @@ def _add_policy(add_parser: AddParser) -> None:
         "--pause-after-failures", type=parsing.count_or_none, default=argparse.SUPPRESS,
         metavar="N|none", help="Pause the job when N runs in a row fail; none: never.",
     )
+    policy.add_argument(
+        "--alert-after", type=parsing.count_or_none, default=argparse.SUPPRESS,
+        metavar="SECONDS|none",
+        help="Raise job_overdue when no run succeeds this long after one was due; "
+        "none: SCHEDULER_APP['ALERT_AFTER'].",
+    )
     _add_if_version_option(policy)
 
 
