@@ -19,9 +19,9 @@ from decimal import Decimal
 from functools import cache, lru_cache
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Expression, F, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import JSONObject, Now
+from django.db.models.functions import MD5, JSONObject, Now
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
@@ -485,31 +485,48 @@ _HEALTH_COLUMNS = (
 
 
 def job_metrics() -> list[JobMetrics]:
-    """Every job with its counters and newest outcome: two queries, whatever the count.
+    """Every job with its counters and newest outcome, for a Prometheus scrape.
 
-    The schedule in words and the function come from the stored state, worked out
-    once per distinct state (`_stored_state`), so a scrape after the first costs
-    no unpickling for jobs that did not change.
+    A scrape must stay cheap with 10,000 jobs, and fetching every pickled state costs
+    more than the rest of it (see docs/benchmarks.md). On PostgreSQL the query reads
+    an MD5 of each state instead, and a state is fetched (and described once, by
+    `_stored_state`) only when its digest is new to this process: whatever wrote a
+    state, a different state has a different digest. Elsewhere the states are read.
+    Whether the function can be imported is asked afresh at every scrape.
     """
     running = dict(
         DjangoJobExecution.objects.filter(status=DjangoJobExecution.SENT)
         .values("job_id").annotate(count=Count("id")).values_list("job_id", "count")
     )
-    rows = DjangoJob.objects.order_by("id").values_list(
-        "id", "next_run_time", "job_state", *_HEALTH_COLUMNS
-    )
+    digests = connection.vendor == "postgresql"
+    rows = list(DjangoJob.objects.order_by("id").annotate(
+        state_key=MD5("job_state") if digests else F("job_state")
+    ).values_list("id", "next_run_time", "state_key", *_HEALTH_COLUMNS))
+    if digests:
+        _describe_new_states([(job_id, key) for job_id, _, key, *_ in rows
+                              if (job_id, key) not in _descriptions])
+    importable: dict[str, bool] = {}
     metrics = []
-    for job_id, next_run_time, job_state, *health in rows:
-        stored = _stored_state(job_id, bytes(job_state))
+    for job_id, next_run_time, state_key, *health in rows:
+        description = (
+            _descriptions.get((job_id, state_key)) if digests
+            else _stored_state(job_id, bytes(state_key))
+        )
+        if description is None:  # its state changed since the first read: read it again
+            job_state = DjangoJob.objects.filter(id=job_id).values_list("job_state", flat=True)
+            description = _stored_state(job_id, bytes(job_state[0])) if job_state else _UNREADABLE
         counts = health[: len(RUN_COUNTERS)]
         last_run_time, last_success_at, last_duration, last_lateness = health[len(RUN_COUNTERS):]
+        func = description.func
+        if func not in importable:
+            importable[func] = description.readable and function_is_importable(func)
         metrics.append(JobMetrics(
             id=job_id,
-            trigger=stored.trigger_type or "unknown",
-            schedule=stored.description,
-            function=stored.func,
+            trigger=description.trigger_type or "unknown",
+            schedule=description.description,
+            function=func,
             next_run_time=next_run_time,
-            broken=not stored.readable or not function_is_importable(stored.func),
+            broken=not importable[func],
             running=running.get(job_id, 0),
             runs={status: count or 0 for status, count in zip(RUN_COUNTERS, counts, strict=True)},
             last_run_time=last_run_time,
@@ -518,6 +535,27 @@ def job_metrics() -> list[JobMetrics]:
             last_lateness=last_lateness,
         ))
     return metrics
+
+
+# (job id, MD5 of its stored state) -> what that state says; see `job_metrics`.
+_descriptions: dict[tuple[str, str], _StoredState] = {}
+_DESCRIPTIONS_MAX = 16384
+
+
+def _describe_new_states(keys: list[tuple[str, str]]) -> None:
+    """Read and describe the states of these (job id, digest) pairs."""
+    if not keys:
+        return
+    if len(_descriptions) + len(keys) > _DESCRIPTIONS_MAX:
+        _descriptions.clear()
+    states = DjangoJob.objects.annotate(state_key=MD5("job_state")).values_list(
+        "id", "state_key", "job_state"
+    )
+    # A long IN list costs more than reading every state.
+    if len(keys) < 1000:
+        states = states.filter(id__in=[job_id for job_id, _ in keys])
+    for job_id, state_key, job_state in states:
+        _descriptions[(job_id, state_key)] = _stored_state(job_id, bytes(job_state))
 
 
 def scheduler_metrics() -> SchedulerMetrics:

@@ -10,12 +10,18 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from scheduler_app import outcomes, selectors, services
+from scheduler_app import metrics, outcomes, selectors, services
 from scheduler_app.leadership import LEASE_NAME
 from scheduler_app.models import SchedulerLease, SchedulerProcess
-from tests.conftest import break_function_reference, record_execution, staff_client
+from tests.conftest import (
+    break_function_reference,
+    copy_stored_job,
+    record_execution,
+    staff_client,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +39,7 @@ JOB_METRICS = {
 def scrape(client: Client, **headers: str) -> dict[str, list[Any]]:
     response = client.get("/metrics", **headers)
     assert response.status_code == 200, response.content
-    assert response["Content-Type"].startswith("text/plain; version=")
+    assert response["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     return {
         family.name: family.samples
         for family in text_string_to_metric_families(response.content.decode())
@@ -200,3 +206,48 @@ def test_a_job_with_unreadable_state_is_scraped_as_broken_not_a_failure(synced, 
 
     assert value(families, "scheduler_job_broken", job=JOB) == 1
     assert value(families, "scheduler_job_info", job="cache.warm") == 1
+
+
+def test_the_plain_text_writer_matches_prometheus_clients_own_byte_for_byte(synced):
+    # Ids that need escaping in label values, and jobs with and without every gauge.
+    for job_id in ('odd "quoted" job', "back\\slash", "new\nline", "ünïcode.job"):
+        copy_stored_job(JOB, job_id)
+    finish(JOB, minutes_ago=3, status=DjangoJobExecution.ERROR)
+    finish("cache.warm", minutes_ago=2)
+    SchedulerProcess.objects.create(instance="a:1", host="a", pid=1, notification_mode="poll")
+
+    ours = metrics.text_exposition()
+    reference = generate_latest(metrics._registry)
+
+    def without_heartbeat_age(text: bytes) -> bytes:  # it grows between the two reads
+        lines = text.split(b"\n")
+        assert sum(line.startswith(b"scheduler_heartbeat_age_seconds ") for line in lines) == 1
+        return b"\n".join(line for line in lines
+                          if not line.startswith(b"scheduler_heartbeat_age_seconds "))
+
+    assert without_heartbeat_age(ours) == without_heartbeat_age(reference)
+    assert b'job="odd \\"quoted\\" job"' in ours and b'job="new\\nline"' in ours
+
+
+def test_a_changed_schedule_shows_in_the_next_scrape(synced, admin_client):
+    before = scrape(admin_client)
+    services.reschedule_job(job_id=JOB, actor="t", source="cli",
+                            trigger_spec={"trigger": "interval", "trigger_args": {"hours": 2}})
+
+    after = scrape(admin_client)
+
+    def info(families: dict[str, list[Any]]) -> dict[str, str]:
+        return next(s.labels for s in families["scheduler_job_info"] if s.labels["job"] == JOB)
+
+    assert info(before)["trigger"] == "cron"
+    assert (info(after)["trigger"], info(after)["schedule"]) == ("interval", "Every 2 hours")
+
+
+def test_openmetrics_scrapers_get_openmetrics(synced, admin_client):
+    response = admin_client.get(
+        "/metrics", HTTP_ACCEPT="application/openmetrics-text; version=1.0.0"
+    )
+
+    assert response["Content-Type"].startswith("application/openmetrics-text")
+    assert response.content.rstrip().endswith(b"# EOF")
+    assert b"scheduler_job_runs_total{" in response.content
