@@ -58,9 +58,16 @@ def test_scheduler_alerts_once_per_incident_and_on_recovery_and_overdue(start_sc
     assert received[("probe.failing", "run_failed")] == 1
     assert received[("probe.flaky", "run_failed")] == 1
     assert received[("probe.flaky", "job_recovered")] == 1
-    assert received[("probe.stuck", "job_overdue")] == 1
-    # Its skipped runs while it hangs are one incident too.
-    assert received[("probe.stuck", "run_missed")] <= 1
+    assert received[("probe.stuck", "job_overdue")] >= 1
+    # Each event at most once per incident: a repeat only after a recovery (the stuck
+    # job recovers when its hanging run ends, and its next run may hang past the window).
+    for job_id in ("probe.failing", "probe.flaky", "probe.stuck"):
+        incident: list[str] = []
+        for job, event in events(receiver):
+            if job != job_id:
+                continue
+            assert event not in incident, f"{job_id}: {event} twice in one incident"
+            incident = [] if event == "job_recovered" else [*incident, event]
     assert all(r["signed"] for r in receiver.requests)
     logged = Counter(Alert.objects.values_list("job_id", "event"))
     assert logged == received
@@ -105,7 +112,7 @@ def test_a_bad_webhook_receiver_does_not_make_runs_late(start_scheduler, receive
     # The delivery was still going on (hanging, or retrying with back-off) ...
     assert delivery == Alert.Delivery.PENDING
     # ... while the failing job went on running every second, raising no more alerts,
-    assert failures_meanwhile >= 3
+    assert failures_meanwhile >= 2
     assert Alert.objects.filter(job_id="probe.failing").count() == 1
     # and the other job's runs started as promptly as before the receiver misbehaved
     # (a blocked loop or worker would make them seconds late).
