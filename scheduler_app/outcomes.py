@@ -1,17 +1,18 @@
 """
-What the store learns when a run is claimed, starts and ends.
+What the store learns when a run is claimed and when it ends.
 
 Both execution modes (the scheduler's thread pool, and task workers in "tasks"
-mode) record a run's start and outcome through these functions and nowhere else,
-so lateness, the run counters behind the Prometheus metrics and the incidents that
-alerts are raised from stay the same whichever mode ran the job:
+mode) record a run's outcome through these functions (its start, for lateness, is
+`ExecutionRecord.started_at`, written by the `RunRecorder` and by `tasks`), so the
+run counters behind the Prometheus metrics and the incidents that alerts are raised
+from stay the same whichever mode ran the job:
 
 - `record_run_due`, in the claiming transaction: the job has a run due, so from
   now on it must succeed within its `alert_after` or it is overdue;
-- `record_run_started`, when the job's function is about to be called;
 - `record_outcomes` (or, as the scheduler's `RunRecorder` hook,
-  `record_reported_outcomes`), in the transaction that wrote the outcome: counts it in `JobHealth`, keeps the newest run's gauges, and raises or
-  closes the alert incident;
+  `record_reported_outcomes`), in the transaction that wrote the outcome: counts
+  it in `JobHealth`, keeps the newest run's gauges, and raises or closes the
+  alert incident;
 - `raise_overdue_alerts`, from the active scheduler's loop.
 """
 
@@ -22,14 +23,14 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 
 from scheduler_app import alerts
 from scheduler_app.conf import app_settings
-from scheduler_app.models import EXECUTION_LOST, Alert, ExecutionRecord, JobHealth, JobRecord
+from scheduler_app.models import EXECUTION_LOST, Alert, JobHealth, JobRecord
 from scheduler_app.registry import registry
 
 if TYPE_CHECKING:
@@ -57,19 +58,6 @@ def record_run_due(*, job_id: str, run_time: datetime) -> None:
         due_since=run_time
     ):
         JobHealth.objects.get_or_create(job_id=job_id, defaults={"due_since": run_time})
-
-
-def record_run_started(*, job_id: str, run_time: datetime) -> None:
-    """Record that the run of `job_id` due at `run_time` starts now (its lateness).
-
-    A database error is logged, not raised: the run goes ahead without its start time.
-    """
-    try:
-        ExecutionRecord.objects.filter(
-            execution__job_id=job_id, execution__run_time=run_time
-        ).update(started_at=timezone.now())
-    except DatabaseError as error:
-        logger.warning("Could not record the start of %r at %s: %s", job_id, run_time, error)
 
 
 def record_outcomes(*, execution_ids: Iterable[int]) -> None:
