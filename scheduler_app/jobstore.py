@@ -423,6 +423,7 @@ class JobStore(DjangoJobStore):
         try:
             with transaction.atomic():
                 _insert_executions(runs, status=status, cause=cause)
+                outcomes.record_runs_due(runs)
         except IntegrityError:
             # Some (job, run time) was fired already (another scheduler's stale
             # claim): find which, one run at a time.
@@ -454,7 +455,7 @@ class JobStore(DjangoJobStore):
                     status=EXECUTION_QUEUED if self.dispatch else DjangoJobExecution.SENT,
                 )
                 ExecutionRecord.objects.create(execution=execution, cause=cause, kwargs=kwargs)
-                outcomes.record_run_due(job_id=job_id, run_time=run_time)
+                outcomes.record_runs_due([(job_id, run_time)])
         except IntegrityError:
             logger.warning("Run of %r at %s was already fired; not firing it again",
                            job_id, run_time)

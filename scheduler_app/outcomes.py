@@ -7,7 +7,7 @@ mode) record a run's outcome through these functions (its start, for lateness, i
 run counters behind the Prometheus metrics and the incidents that alerts are raised
 from stay the same whichever mode ran the job:
 
-- `record_run_due`, in the claiming transaction: the job has a run due, so from
+- `record_runs_due`, in the claiming transaction: the job has a run due, so from
   now on it must succeed within its `alert_after` or it is overdue;
 - `record_outcomes` (or, as the scheduler's `RunRecorder` hook,
   `record_reported_outcomes`), in the transaction that wrote the outcome: counts
@@ -48,16 +48,30 @@ OUTCOMES = {
 }
 
 
-def record_run_due(*, job_id: str, run_time: datetime) -> None:
-    """Note, in the claiming transaction, that a run of the job is due at `run_time`.
+def record_runs_due(runs: Iterable[tuple[str, datetime]]) -> None:
+    """Note, in the claiming transaction, that these (job id, run time) runs are due.
 
-    Only the first run due since the job's last success counts: the job is overdue
-    when none has succeeded `alert_after` seconds after it.
+    Only the first run due since a job's last success counts: the job is overdue
+    when none has succeeded `alert_after` seconds after it. A few statements per
+    claim, whatever the number of runs.
     """
-    if not JobHealth.objects.filter(job_id=job_id, due_since__isnull=True).update(
-        due_since=run_time
-    ):
-        JobHealth.objects.get_or_create(job_id=job_id, defaults={"due_since": run_time})
+    first: dict[str, datetime] = {}
+    for job_id, run_time in runs:
+        first[job_id] = min(first.get(job_id, run_time), run_time)
+    if not first:
+        return
+    known = set(JobHealth.objects.filter(job_id__in=first).values_list("job_id", flat=True))
+    JobHealth.objects.bulk_create(
+        [JobHealth(job_id=job_id, due_since=run_time)
+         for job_id, run_time in first.items() if job_id not in known],
+        ignore_conflicts=True,
+    )
+    waiting = JobHealth.objects.filter(job_id__in=known, due_since__isnull=True)
+    JobHealth.objects.bulk_update(
+        [JobHealth(job_id=job_id, due_since=first[job_id])
+         for job_id in waiting.values_list("job_id", flat=True)],
+        ["due_since"],
+    )
 
 
 def record_outcomes(*, execution_ids: Iterable[int]) -> None:

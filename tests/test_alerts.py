@@ -165,11 +165,11 @@ def test_a_muted_job_counts_its_failures_and_raises_nothing(
 
 def test_a_job_overdue_past_its_window_raises_once_and_a_paused_job_never(synced):
     now = timezone.now()
-    outcomes.record_run_due(job_id=JOB, run_time=now - timedelta(seconds=3700))
-    outcomes.record_run_due(job_id="cache.warm", run_time=now - timedelta(seconds=3700))
+    outcomes.record_runs_due([(JOB, now - timedelta(seconds=3700))])
+    outcomes.record_runs_due([("cache.warm", now - timedelta(seconds=3700))])
     services.pause_job(job_id="cache.warm", actor="t", source="cli")
     JobRecord.objects.filter(job_id="probe.record").update(alert_after=30)
-    outcomes.record_run_due(job_id="probe.record", run_time=now - timedelta(seconds=20))
+    outcomes.record_runs_due([("probe.record", now - timedelta(seconds=20))])
 
     assert outcomes.raise_overdue_alerts(now) == 1
     assert outcomes.raise_overdue_alerts(now + timedelta(seconds=5)) == 0
