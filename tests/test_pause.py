@@ -90,6 +90,7 @@ def test_pausing_a_paused_job_with_a_new_reason_updates_it(api):
         ({"until": "2001-01-01T00:00:00Z"}, "until"),
         ({"until": "tomorrow"}, "until"),
         ({"reason": "x" * 501}, "reason"),
+        ({"reason": 0}, "reason"),
         ({"reason": 5, "until": "soon"}, "until"),
         ({"why": "typo"}, "why"),
     ],

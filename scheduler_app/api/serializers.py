@@ -435,10 +435,19 @@ class PolicySerializer(StrictBodySerializer):
     )
 
 
+class _StrictText(serializers.CharField):
+    """Text only: DRF's CharField would turn a number into its digits."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class PauseSerializer(StrictBodySerializer):
     """The optional body of a pause: a note for other operators, and when it ends."""
 
-    reason = serializers.CharField(
+    reason = _StrictText(
         required=False, allow_null=True, allow_blank=True, max_length=500, trim_whitespace=True,
         help_text="Why the job is paused, shown beside it in lists.",
     )
