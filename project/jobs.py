@@ -9,7 +9,7 @@ import random
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
-from scheduler_app import scheduled_job
+from scheduler_app import job_function, scheduled_job
 
 logger = logging.getLogger(__name__)
 
@@ -52,3 +52,15 @@ def flaky_partner_sync() -> None:
 def warm_cache(page: str, depth: int = 1) -> None:
     """Render the busiest pages ahead of traffic."""
     logger.info("Warmed %s to depth %d", page, depth)
+
+
+@job_function("reports.customer_report")
+def customer_report(customer_id: int, fmt: str = "pdf") -> str:
+    """Build one customer's report (schedule one job per customer, at the hour they chose).
+
+    Create jobs that call it from the admin ("Add job"), the API (POST /api/scheduler/jobs/)
+    or `manage.py scheduler create ID --function reports.customer_report --kwarg customer_id=42`.
+    """
+    report = f"Report for customer {customer_id} as {fmt}"
+    logger.info(report)
+    return report

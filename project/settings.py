@@ -198,7 +198,8 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Scheduler API",
     "DESCRIPTION": """\
-List, inspect, reschedule, pause, resume, run now and reset the scheduler's jobs, and the
+List, inspect, create, rename, delete, reschedule, pause, resume, run now and reset the
+scheduler's jobs, and the
 controls beyond those:
 
 - **run policy**: `PUT jobs/{id}/policy/` with any of `max_instances` (≥ 1), `coalesce`,
@@ -216,9 +217,17 @@ controls beyond those:
 - **backfill**: `POST jobs/{id}/backfill/` with `{"start", "end"}` queues each run the
   schedule would have made in the range (at most BACKFILL_LIMIT), once per run time.
 
+**Runtime jobs**: `POST jobs/` creates a job that calls a function registered with
+`@job_function` (by its registered name; a dotted path is a 400), with `kwargs` checked
+against its signature (an unknown or missing parameter: 400 naming it) and an optional run
+policy; an id in use or declared in code: 409. `PATCH jobs/{id}/` changes a runtime job's
+`name` and `kwargs`; `DELETE jobs/{id}/` deletes it (204; a job declared in code: 409), and
+its executions and audit trail stay readable. Jobs show `origin` (`code` or `runtime`).
+
 **Who**: staff users only. Reading needs the view (or change) permission on jobs
 (`django_apscheduler.view_djangojob`), writing the change permission
-(`django_apscheduler.change_djangojob`); superusers may do everything. Authenticate
+(`django_apscheduler.change_djangojob`), creating a job the add permission and deleting
+one the delete permission; superusers may do everything. Authenticate
 with a session (browser; writes need the CSRF token) or HTTP Basic. Anonymous
 requests get 401 with a `WWW-Authenticate: Basic` challenge; missing permission 403.
 A burst of wrong passwords (5 for one username or from one address, by default) gets

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import F, Window
+from django.db.models import F, Max, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
-from django_apscheduler.models import DjangoJob, DjangoJobExecution
+from django_apscheduler.models import DjangoJobExecution
 
 from scheduler_app import selectors, triggers
 from scheduler_app.conf import app_settings
@@ -33,6 +33,10 @@ TIMELINE_MAX_RUNS = 3000
 # are drawn as one band: separate ticks would merge into one anyway.
 TIMELINE_MERGE_PERCENT = 0.25
 TIMELINE_MARK_HOURS = 3
+# Rows of the timeline and of the trends: the jobs due soonest, the jobs run most
+# recently. With 100,000 jobs a page of every job would unpickle them all and draw
+# 100,000 rows; the page says how many it leaves out.
+DASHBOARD_ROWS = 50
 TREND_WINDOW = 20
 FAILURE_STATUSES = (
     DjangoJobExecution.ERROR,
@@ -90,6 +94,8 @@ class Timeline:
     end: datetime
     rows: list[TimelineRow]
     marks: list[tuple[float, str]]
+    # Enabled jobs due in the window that have no row (beyond DASHBOARD_ROWS).
+    more_jobs: int = 0
 
     @property
     def total_runs(self) -> int:
@@ -157,16 +163,19 @@ def scheduler_health(*, now: datetime | None = None) -> SchedulerHealth:
     return SchedulerHealth(status=status, heartbeat_age=age)
 
 
-def timeline(*, now: datetime | None = None, hours: int = TIMELINE_HOURS) -> Timeline:
-    """The runs every enabled job's stored trigger fires from now to `hours` ahead."""
+def timeline(
+    *, now: datetime | None = None, hours: int = TIMELINE_HOURS, limit: int | None = None
+) -> Timeline:
+    """The runs the stored triggers of the `limit` enabled jobs due soonest fire from now
+    to `hours` ahead; only those jobs' states are read and unpickled."""
+    limit = limit or DASHBOARD_ROWS
     start = (now or timezone.now()).astimezone(app_settings.timezone)
     end = (start.astimezone(UTC) + timedelta(hours=hours)).astimezone(app_settings.timezone)
     rows = []
-    enabled = (
-        DjangoJob.objects.filter(next_run_time__isnull=False)
-        .order_by("next_run_time", "id")
-        .values_list("id", "record__name", "job_state")
-    )
+    due = selectors.live_jobs().filter(next_run_time__isnull=False, next_run_time__lt=end)
+    enabled = due.order_by("next_run_time", "id").values_list(
+        "id", "record__name", "job_state"
+    )[:limit]
     for job_id, name, job_state in enabled:
         try:
             trigger = load_state(job_state)["trigger"]
@@ -182,7 +191,10 @@ def timeline(*, now: datetime | None = None, hours: int = TIMELINE_HOURS) -> Tim
                 truncated=len(runs) == TIMELINE_MAX_RUNS,
             )
         )
-    return Timeline(start=start, end=end, rows=rows, marks=_hour_marks(start, end))
+    more_jobs = due.count() - len(rows) if len(rows) == limit else 0
+    return Timeline(
+        start=start, end=end, rows=rows, marks=_hour_marks(start, end), more_jobs=more_jobs
+    )
 
 
 def recent_failures(*, limit: int = 10) -> list[selectors.ExecutionView]:
@@ -191,11 +203,21 @@ def recent_failures(*, limit: int = 10) -> list[selectors.ExecutionView]:
     return [selectors.ExecutionView.from_row(row) for row in rows]
 
 
-def job_trends(*, window: int = TREND_WINDOW) -> list[JobTrend]:
-    """Every job's last `window` executions, in two queries whatever the number of jobs."""
+def job_trends(*, window: int = TREND_WINDOW, limit: int | None = None) -> list[JobTrend]:
+    """The last `window` executions of the `limit` jobs that ran most recently, in two
+    queries whatever the number of jobs."""
+    limit = limit or DASHBOARD_ROWS
     newest_first = [F("run_time").desc(), F("id").desc()]
+    recent = list(
+        DjangoJobExecution.objects.filter(job__record__deleted_at__isnull=True)
+        .values("job_id")
+        .annotate(last_run=Max("run_time"))
+        .order_by("-last_run", "job_id")
+        .values_list("job_id", "job__record__name")[:limit]
+    )
     ranked = (
         selectors.execution_queryset()
+        .filter(job_id__in=[job_id for job_id, _ in recent])
         .annotate(rank=Window(RowNumber(), partition_by=[F("job_id")], order_by=newest_first))
         .filter(rank__lte=window)
         .order_by("job_id", "run_time", "id")
@@ -203,7 +225,7 @@ def job_trends(*, window: int = TREND_WINDOW) -> list[JobTrend]:
     executions = defaultdict(list)
     for row in ranked:
         executions[row.job_id].append(selectors.ExecutionView.from_row(row))
-    jobs = DjangoJob.objects.order_by("id").values_list("id", "record__name")
+    jobs = sorted(recent)
     return [_trend(job_id, name or job_id, executions[job_id]) for job_id, name in jobs]
 
 

@@ -93,3 +93,28 @@ class DuplicateJobId(SchedulerError):
             f"Job id {job_id!r} is declared twice: by {first} and by {second}. "
             "Give one of them another id."
         )
+
+
+class DuplicateFunctionName(SchedulerError):
+    """Two functions in code are registered as schedulable under the same name."""
+
+    def __init__(self, name: str, first: str, second: str) -> None:
+        self.name = name
+        super().__init__(
+            f"Job function {name!r} is registered twice: by {first} and by {second}. "
+            "Give one of them another name."
+        )
+
+
+class UnknownFunction(InvalidInput):
+    """A job definition names a function that is not registered as schedulable."""
+
+    code = "unknown_function"
+
+
+class JobAlreadyExists(JobStateConflict):
+    """A job with that id is already in the store (or declared in code)."""
+
+    def __init__(self, job_id: str, reason: str = "a job with that id already exists") -> None:
+        self.job_id = job_id
+        super().__init__(f"Job {job_id!r} cannot be created: {reason}.")

@@ -1,7 +1,8 @@
 """
-The admin's schedule form: a trigger type and its fields, or a crontab line.
+The admin's forms: a schedule (a trigger type and its fields, or a crontab line), and the
+rest of a new job's definition.
 
-It is not a ModelForm: the pickled `job_state` is never edited. The form only
+Neither is a ModelForm: the pickled `job_state` is never edited. The schedule form only
 collects a trigger spec and validates it with `scheduler_app.triggers.build_trigger`,
 the same validation the API and the commands use; each `InvalidTrigger` is shown on
 the field it names. Saving goes through `services.reschedule_job` with the version the
@@ -10,6 +11,7 @@ form was loaded with, so a stale form is refused instead of overwriting a newer 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -215,3 +217,74 @@ def _gap_message(moment: datetime) -> str:
         f"Its wall time does not exist on {moment:%Y-%m-%d} (clocks go forward that night): "
         f"it runs at {moment:%H:%M} {moment.tzname()} instead."
     )
+
+
+class JobDefinitionForm(forms.Form):
+    """What the admin's "Add job" page asks besides the schedule: id, name, function,
+    keyword arguments and run policy.
+
+    Only the shape is checked here; `services.create_job` checks the content (a
+    registered function, kwargs bound to its signature, printable id and name), the
+    same way for every front door, and the page shows its errors on these fields.
+    """
+
+    id = forms.CharField(
+        label="Job id", max_length=10_000,
+        help_text="Printable, without spaces or slashes, e.g. reports.customer.42.",
+    )
+    name = forms.CharField(label="Name", required=False, max_length=10_000,
+                           help_text="Shown in every list; defaults to the id.")
+    function = forms.ChoiceField(label="Function", help_text="A function registered in code "
+                                 "with @job_function (or a declared job's).")
+    kwargs = forms.CharField(
+        label="Keyword arguments", required=False, initial="{}",
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 60, "class": "scheduler-json"}),
+        help_text='A JSON object, checked against the function\'s parameters, e.g. '
+        '{"customer_id": 42}.',
+    )
+    max_instances = forms.IntegerField(label="Max instances", min_value=1, initial=1)
+    coalesce = forms.BooleanField(label="Coalesce missed runs", required=False, initial=True)
+    misfire_grace_time = forms.IntegerField(
+        label="Misfire grace time", min_value=1, required=False,
+        initial=app_settings.MISFIRE_GRACE_TIME,
+        help_text="Seconds a late run may still start; empty: however late.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from scheduler_app.registry import registry
+
+        super().__init__(*args, **kwargs)
+        self.fields["function"].choices = [
+            (function.name, function.name) for function in registry.functions()
+        ]
+
+    def clean_kwargs(self) -> Any:
+        text = self.cleaned_data["kwargs"].strip() or "{}"
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            raise forms.ValidationError(f"Not JSON: {error}.") from None
+
+    def definition(self, schedule: dict[str, Any]) -> dict[str, Any]:
+        """The job definition (`scheduler_app.definitions`) of this form and a trigger spec."""
+        data = self.cleaned_data
+        definition = {
+            "id": data["id"],
+            "function": data["function"],
+            **schedule,
+            "kwargs": data["kwargs"],
+            "max_instances": data["max_instances"],
+            "coalesce": data["coalesce"],
+            "misfire_grace_time": data["misfire_grace_time"],
+        }
+        if data["name"]:
+            definition["name"] = data["name"]
+        return definition
+
+    def add_definition_error(self, field: str, message: str) -> None:
+        """Show a refusal on the field it names ("kwargs.customer_id" on kwargs), else on top."""
+        name, _, parameter = field.partition(".")
+        if name in self.fields:
+            self.add_error(name, f"{parameter}: {message}" if parameter else message)
+        else:
+            self.add_error(None, f"{field}: {message}")

@@ -143,11 +143,18 @@ class Source(models.TextChoices):
 
 
 class JobRecord(models.Model):
-    """The version of a job, bumped by every committed change to it.
+    """The version of a job, bumped by every committed change to it, and where it came from.
 
-    Clients send it back (If-Match, the admin form, `--if-version`) so that a change
-    made from a stale view is refused instead of silently overwriting another.
+    Clients send the version back (If-Match, the admin form, `--if-version`) so that
+    a change made from a stale view is refused instead of silently overwriting another.
+    A deleted runtime job keeps its row, paused and marked `deleted_at`: its execution
+    history references the job row (django-apscheduler deletes history with the job),
+    and nothing an operator did is silently lost.
     """
+
+    class Origin(models.TextChoices):
+        CODE = "code", "Declared in code"
+        RUNTIME = "runtime", "Created at runtime"
 
     job = models.OneToOneField(
         DjangoJob, primary_key=True, on_delete=models.CASCADE, related_name="record"
@@ -173,6 +180,11 @@ class JobRecord(models.Model):
     # The operator's grace (seconds) before a job with no successful run since it
     # was due is overdue; None: the job's `alert_after` in code, else ALERT_AFTER.
     alert_after = models.PositiveIntegerField(null=True, blank=True)
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.CODE)
+    # The registered name of a runtime job's function (`@job_function`); blank for
+    # jobs declared in code, whose function is schedulable under their job id.
+    function = models.CharField(max_length=191, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.job_id} v{self.version}"
@@ -210,7 +222,9 @@ class JobChange(models.Model):
     """
 
     class Action(models.TextChoices):
-        CREATED = "created", "Created from code"
+        CREATED = "created", "Created"
+        UPDATED = "updated", "Updated"
+        DELETED = "deleted", "Deleted"
         UPDATED_FROM_CODE = "updated_from_code", "Metadata updated from code"
         RESCHEDULED = "rescheduled", "Rescheduled"
         PAUSED = "paused", "Paused"

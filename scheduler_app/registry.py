@@ -1,14 +1,20 @@
 """
-The registry of jobs declared in code with `@scheduled_job`.
+The registry of what code declares: jobs (`@scheduled_job`) and the functions
+operators may schedule (`@job_function`).
 
 It holds what code owns: the function, its default schedule and arguments, and
 metadata (name, docstring, run limits). It never serves live state: what a job's
 schedule is now is only ever read from the store. The scheduler process adds
 declared jobs that are new to the store on start; `reset` restores these defaults.
+
+Schedulable functions are the only functions a job created at runtime may call
+(promise 8): operators pick one by its registered name, never by a dotted path.
+A `@scheduled_job` function is schedulable too, under its job id.
 """
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,7 +22,7 @@ from typing import Any
 
 from apscheduler.util import obj_to_ref
 
-from scheduler_app.exceptions import DuplicateJobId
+from scheduler_app.exceptions import DuplicateFunctionName, DuplicateJobId
 from scheduler_app.policy import validate_policy
 
 TRIGGER_TYPES = ("cron", "interval", "date")
@@ -62,15 +68,45 @@ class JobDeclaration:
     @property
     def description(self) -> str:
         """The function's docstring, first paragraph."""
-        doc = (self.func.__doc__ or "").strip()
-        return doc.split("\n\n")[0].strip()
+        return _first_paragraph(self.func)
+
+
+def _first_paragraph(func: Callable[..., Any]) -> str:
+    return inspect.cleandoc(func.__doc__ or "").split("\n\n")[0].strip()
+
+
+@dataclass(frozen=True)
+class JobFunction:
+    """A function operators may schedule at runtime, by its registered name."""
+
+    name: str
+    func: Callable[..., Any]
+    func_ref: str
+
+    @property
+    def description(self) -> str:
+        """The function's docstring, first paragraph."""
+        return _first_paragraph(self.func)
+
+    @property
+    def docstring(self) -> str:
+        return inspect.cleandoc(self.func.__doc__ or "")
+
+    @property
+    def parameters(self) -> list[inspect.Parameter]:
+        """The parameters a job's kwargs may set, in signature order."""
+        from scheduler_app.binding import keyword_parameters
+
+        return keyword_parameters(self.func)
 
 
 class JobRegistry:
-    """Job declarations by id; filled while apps import their `jobs.py`."""
+    """Job declarations by id and schedulable functions by name; filled while apps
+    import their `jobs.py`."""
 
     def __init__(self) -> None:
         self._declarations: dict[str, JobDeclaration] = {}
+        self._functions: dict[str, JobFunction] = {}
         self._lock = threading.Lock()
 
     def declare(self, declaration: JobDeclaration) -> None:
@@ -81,7 +117,32 @@ class JobRegistry:
             # function again: that is not a conflict.
             if existing is not None and existing.func_ref != declaration.func_ref:
                 raise DuplicateJobId(declaration.id, existing.func_ref, declaration.func_ref)
+            self._register_function(
+                JobFunction(declaration.id, declaration.func, declaration.func_ref)
+            )
             self._declarations[declaration.id] = declaration
+
+    def register_function(self, function: JobFunction) -> None:
+        """Make a function schedulable; a second function under the same name is an error."""
+        with self._lock:
+            self._register_function(function)
+
+    def _register_function(self, function: JobFunction) -> None:
+        existing = self._functions.get(function.name)
+        if existing is not None and existing.func_ref != function.func_ref:
+            raise DuplicateFunctionName(function.name, existing.func_ref, function.func_ref)
+        self._functions[function.name] = function
+
+    def get_function(self, name: str) -> JobFunction | None:
+        return self._functions.get(name)
+
+    def functions(self) -> list[JobFunction]:
+        """Every schedulable function, by name."""
+        return sorted(self._functions.values(), key=lambda function: function.name)
+
+    def function_named_for(self, func_ref: str) -> JobFunction | None:
+        """The schedulable function a stored function reference points at, if any."""
+        return next((f for f in self._functions.values() if f.func_ref == func_ref), None)
 
     def get(self, job_id: str) -> JobDeclaration | None:
         return self._declarations.get(job_id)
@@ -96,9 +157,10 @@ class JobRegistry:
         return len(self._declarations)
 
     def remove(self, job_id: str) -> None:
-        """Forget a declaration (tests that declare jobs of their own clean up with this)."""
+        """Forget a declaration or function (tests that declare their own clean up with this)."""
         with self._lock:
             self._declarations.pop(job_id, None)
+            self._functions.pop(job_id, None)
 
 
 registry = JobRegistry()
@@ -139,13 +201,7 @@ def scheduled_job(
         from scheduler_app.conf import app_settings
         from scheduler_app.triggers import build_trigger
 
-        try:
-            func_ref = obj_to_ref(func)
-        except ValueError as error:
-            # The store keeps a textual reference, so the function must be importable.
-            raise ValueError(
-                f"@scheduled_job needs a module-level function, not {func!r}: {error}"
-            ) from None
+        func_ref = _function_reference(func, "@scheduled_job")
         declaration = JobDeclaration(
             id=id or f"{func.__module__}.{func.__name__}",
             func=func,
@@ -173,3 +229,32 @@ def scheduled_job(
         return func
 
     return decorate
+
+
+def job_function(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register the decorated function as schedulable under `name`, without a schedule.
+
+    Operators then create any number of jobs that call it, each with a schedule and
+    keyword arguments of its own (`POST /api/scheduler/jobs/`, the admin's "Add job",
+    `manage.py scheduler create`).
+    """
+    from scheduler_app.validation import validate_identifier
+
+    validate_identifier(name, field="function")
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func_ref = _function_reference(func, "@job_function")
+        registry.register_function(JobFunction(name=name, func=func, func_ref=func_ref))
+        return func
+
+    return decorate
+
+
+def _function_reference(func: Callable[..., Any], decorator: str) -> str:
+    try:
+        return obj_to_ref(func)
+    except ValueError as error:
+        # The store keeps a textual reference, so the function must be importable.
+        raise ValueError(
+            f"{decorator} needs a module-level function, not {func!r}: {error}"
+        ) from None

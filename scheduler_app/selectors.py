@@ -60,7 +60,8 @@ UPCOMING_COUNT = 5
 _FLOAT_TO_DECIMAL = DecimalContext(prec=15)
 # What a job view is made of: the job's row, its record, its newest run.
 _RECORD_COLUMNS = (
-    "version", "pause_after_failures", "consecutive_failures", "alert_after",
+    "version", "origin", "function", "pause_after_failures", "consecutive_failures",
+    "alert_after",
     "paused_reason", "paused_by", "paused_at", "paused_until",
 )
 _JOB_VIEW_COLUMNS = (
@@ -173,6 +174,10 @@ class JobView:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     last_execution: ExecutionView | None
+    # "code" (declared with @scheduled_job) or "runtime" (created by an operator).
+    origin: str = "code"
+    # The registered name of the function a runtime job calls (its job id for code jobs).
+    function: str = ""
     # The last time the schedule can fire (a date trigger's run date, an end_date), if any.
     ends_at: datetime | None = None
 
@@ -194,6 +199,8 @@ class _RecordValues:
     """What a job view takes from the job's `JobRecord` (all empty without one)."""
 
     version: int = 0
+    origin: str | None = None
+    function: str = ""
     pause_after_failures: int | None = None
     consecutive_failures: int = 0
     alert_after: int | None = None
@@ -243,6 +250,7 @@ def job_queryset(
     enabled: bool | None = None,
     trigger: str | None = None,
     search: str | None = None,
+    origin: str | None = None,
     ordering: str = "id",
 ) -> QuerySet[DjangoJob]:
     """Job rows with their record and newest execution: one query for any page.
@@ -250,7 +258,9 @@ def job_queryset(
     Paginate it with `pagination.KeysFirstPaginator`, so that the newest execution is
     looked up for the rows of the page only.
     """
-    rows = _all_job_rows().all()
+    rows = _all_job_rows().filter(record__deleted_at__isnull=True)
+    if origin:
+        rows = rows.filter(origin_is(origin))
     if enabled is not None:
         rows = rows.filter(next_run_time__isnull=not enabled)
     if trigger:
@@ -265,6 +275,20 @@ def job_queryset(
         order = column.desc(nulls_last=True) if ordering[0] == "-" else column.asc(nulls_last=True)
         return rows.order_by(order, "id")
     return rows.order_by(ordering)
+
+
+def live_jobs() -> QuerySet[DjangoJob]:
+    """Job rows, without the rows deleted jobs leave for their history."""
+    # A job stored by another process has no record, and is live: the filter keeps
+    # rows without one (an outer join).
+    return DjangoJob.objects.filter(record__deleted_at__isnull=True)
+
+
+def origin_is(origin: str) -> Q:
+    """The filter of jobs of one origin, code (jobs stored without our record too) or runtime."""
+    if origin == JobRecord.Origin.RUNTIME:
+        return Q(record__origin=origin)
+    return Q(record__origin=origin) | Q(record__isnull=True)
 
 
 @cache
@@ -323,14 +347,19 @@ def get_job(*, job_id: str) -> JobView:
     with transaction.atomic():
         rows = list(
             _all_job_rows()
-            .filter(id=job_id, record__isnull=False)
+            .filter(id=job_id, record__isnull=False, record__deleted_at__isnull=True)
             .select_for_update(of=("self", "record"))
         )
         if not rows:
-            if not DjangoJob.objects.select_for_update().filter(id=job_id).exists():
+            locked = DjangoJob.objects.select_for_update().filter(id=job_id).exists()
+            if not locked or _is_deleted(job_id):
                 raise JobNotFound(job_id)
             rows = list(job_queryset().filter(id=job_id))
         return job_views(rows)[0]
+
+
+def _is_deleted(job_id: str) -> bool:
+    return JobRecord.objects.filter(job_id=job_id, deleted_at__isnull=False).exists()
 
 
 def locked_job_view(row: DjangoJob) -> JobView:
@@ -379,8 +408,16 @@ def next_pause_end() -> datetime | None:
     )
 
 
-def job_exists(*, job_id: str) -> bool:
-    return DjangoJob.objects.filter(id=job_id).exists()
+def job_exists(*, job_id: str, include_deleted: bool = False) -> bool:
+    """Whether the store holds the job; `include_deleted`: or the history of a deleted one."""
+    rows = DjangoJob.objects if include_deleted else live_jobs()
+    return rows.filter(id=job_id).exists()
+
+
+def code_job_ids() -> list[str]:
+    """The ids of the live jobs declared in code (or stored without our record), in order."""
+    rows = live_jobs().filter(origin_is(JobRecord.Origin.CODE))
+    return list(rows.order_by("id").values_list("id", flat=True))
 
 
 def scheduler_status() -> SchedulerStatus:
@@ -398,7 +435,7 @@ def scheduler_status() -> SchedulerStatus:
     active = next((p for p in live if p.instance == holder), None)
     process = active or SchedulerProcess.objects.order_by("-last_heartbeat").first()
     running = active is not None
-    states = DjangoJob.objects.values_list("next_run_time", "job_state")
+    states = live_jobs().values_list("next_run_time", "job_state")
     total = paused = broken = 0
     for next_run_time, job_state in states:
         total += 1
@@ -601,7 +638,7 @@ def broken_job_ids() -> list[str]:
     function, which SQL cannot do: this reads every job's state in one query, linear
     in the number of jobs.
     """
-    states = DjangoJob.objects.order_by("id").values_list("id", "job_state")
+    states = live_jobs().order_by("id").values_list("id", "job_state")
     return [job_id for job_id, job_state in states if broken_func_ref(job_state=job_state)]
 
 
@@ -717,7 +754,9 @@ def _job_view(
     record: _RecordValues,
     last_execution: ExecutionView | None,
 ) -> JobView:
-    declaration = registry.get(job_id)
+    runtime = record.origin == JobRecord.Origin.RUNTIME
+    # A runtime job has no code default, even when code later declares its id.
+    declaration = None if runtime else registry.get(job_id)
     job_state = bytes(job_state)
     stored = _stored_state(job_id, job_state)
     # Copies: a caller changing its view must not change the memoized state.
@@ -735,10 +774,10 @@ def _job_view(
         next_run_time=next_run_time,
         upcoming=_upcoming(stored, next_run_time, job_state),
         version=record.version,
-        is_default_schedule=stored.is_default_schedule,
+        is_default_schedule=bool(declaration) and stored.is_default_schedule,
         default_schedule=declaration.trigger_spec if declaration else None,
         broken=not stored.readable or not function_is_importable(stored.func),
-        orphaned=declaration is None,
+        orphaned=declaration is None and not runtime,
         max_instances=stored.max_instances,
         misfire_grace_time=stored.misfire_grace_time,
         coalesce=stored.coalesce,
@@ -754,6 +793,8 @@ def _job_view(
         kwargs=kwargs,
         last_execution=last_execution,
         ends_at=stored.ends_at,
+        origin=JobRecord.Origin.RUNTIME if runtime else JobRecord.Origin.CODE,
+        function=record.function if runtime and record.function else job_id,
     )
 
 

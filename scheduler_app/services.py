@@ -26,11 +26,14 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import alerts, binding, notifications, selectors, triggers
 from scheduler_app.conf import app_settings
+from scheduler_app.definitions import JobDefinition
 from scheduler_app.exceptions import (
     InvalidInput,
+    JobAlreadyExists,
     JobBroken,
     JobNotFound,
     JobStateConflict,
+    SchedulerError,
     VersionConflict,
 )
 from scheduler_app.models import (
@@ -50,6 +53,7 @@ from scheduler_app.state import (
     load_state,
     trigger_type_name,
 )
+from scheduler_app.validation import validate_name
 
 logger = logging.getLogger(__name__)
 
@@ -428,6 +432,10 @@ def reset_job(
     with transaction.atomic():
         job = _lock_job(job_id, expected_version)
         declaration = registry.get(job_id)
+        if job.record.origin == JobRecord.Origin.RUNTIME:
+            raise JobStateConflict(
+                f"Job {job_id!r} was created at runtime: it has no code default to reset to."
+            )
         if declaration is None:
             raise JobStateConflict(
                 f"Job {job_id!r} is no longer declared in code: it has no default to reset to."
@@ -593,6 +601,212 @@ def _recorded_or_queued(job_id: str, run_times: list[datetime]) -> set[datetime]
     }
 
 
+def create_job(*, definition: Mapping[str, Any], actor: str, source: str) -> ChangeOutcome:
+    """Create a job at runtime from a definition (`scheduler_app.definitions`).
+
+    Its function must be registered with `@job_function` (or be a declared job's);
+    an id in the store or declared in code is a `JobAlreadyExists`. The id of a
+    deleted job may be used again: the new job continues its history.
+    """
+    job = JobDefinition.from_json(definition)
+    with transaction.atomic():
+        tombstones = _lock_for_creation([job.id])
+        _store_new_jobs([_NewJob.of_definition(job)], actor=actor, source=source,
+                        tombstones=tombstones)
+        row = DjangoJob.objects.select_related("record").get(id=job.id)
+        return ChangeOutcome(job=selectors.locked_job_view(row), changed=True,
+                             message="Job created.")
+
+
+def update_job(
+    *,
+    job_id: str,
+    changes: Mapping[str, Any],
+    actor: str,
+    source: str,
+    expected_version: int | None = None,
+) -> ChangeOutcome:
+    """Change the `name` and `kwargs` of a job created at runtime.
+
+    Schedule and run policy have their own services; a job declared in code owns
+    its name and arguments in code.
+    """
+    unknown = sorted(str(key) for key in changes if key not in ("name", "kwargs"))
+    if unknown:
+        raise InvalidInput("only name and kwargs can be changed here (the schedule has "
+                           "its own endpoint).", field=unknown[0])
+    with transaction.atomic():
+        job = _lock_job(job_id, expected_version)
+        _refuse_if_declared_in_code(job, "its name and arguments are set in jobs.py")
+        if "name" in changes:
+            job.state["name"] = validate_name(changes["name"])
+        if "kwargs" in changes:
+            function = registry.get_function(job.record.function)
+            if function is None:
+                raise JobBroken(job_id, job.state["func"])
+            job.state["kwargs"] = binding.bind_kwargs(function.func, changes["kwargs"])
+        if _summary(job.state, job.record) == job.before:
+            return _unchanged(job, "Job already has that name and those arguments.")
+        return _commit(job, JobChange.Action.UPDATED, actor, source, "Job updated.")
+
+
+def delete_job(
+    *, job_id: str, actor: str, source: str, expected_version: int | None = None
+) -> ChangeOutcome:
+    """Delete a job created at runtime (or one no longer declared in code).
+
+    The row stays as a paused tombstone, so the job's execution history (which
+    references it) and its audit trail stay readable; every read but history
+    treats it as gone, and no run starts after this commits. Pending run-now
+    requests are skipped.
+    """
+    with transaction.atomic():
+        job = _lock_job(job_id, expected_version)
+        _refuse_if_declared_in_code(job, "remove it from jobs.py")
+        job.state["next_run_time"] = None
+        job.record.deleted_at = timezone.now()
+        RunRequest.objects.filter(job_id=job_id, status=RunRequest.Status.PENDING).update(
+            status=RunRequest.Status.SKIPPED, detail="The job was deleted."
+        )
+        return _commit(job, JobChange.Action.DELETED, actor, source, "Job deleted.")
+
+
+@dataclass
+class ImportReport:
+    """What importing job definitions did, by job id."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+class InvalidImportLine(SchedulerError):
+    """One definition of an import batch is refused: nothing of its batch was written."""
+
+    def __init__(self, line: int, error: SchedulerError) -> None:
+        self.line = line
+        self.error = error
+        super().__init__(f"line {line}: {error.message}")
+
+
+def import_jobs(
+    *, definitions: list[tuple[int, Mapping[str, Any]]], actor: str, source: str
+) -> ImportReport:
+    """Create or update runtime jobs from (line number, definition) pairs, in one transaction.
+
+    Idempotent by id: a new id is created, a runtime job with a different
+    definition is updated (schedule, arguments, name and policy, as one audited
+    change), an identical one is left alone. Any refused definition raises
+    `InvalidImportLine` with its line number, and nothing of the batch is written.
+    """
+    report = ImportReport()
+    checked: dict[str, tuple[int, JobDefinition]] = {}
+    for line, data in definitions:
+        try:
+            job = JobDefinition.from_json(data)
+        except SchedulerError as error:
+            raise InvalidImportLine(line, error) from None
+        if job.id in checked:
+            raise InvalidImportLine(line, JobAlreadyExists(
+                job.id, f"line {checked[job.id][0]} defines it already"))
+        checked[job.id] = (line, job)
+    with transaction.atomic():
+        existing = {
+            row.id: row for row in DjangoJob.objects.select_for_update()
+            .filter(id__in=list(checked)).order_by("id")
+        }
+        records = {record.job_id: record
+                   for record in JobRecord.objects.filter(job_id__in=list(existing))}
+        new, tombstones = [], {}
+        for job_id, (line, job) in checked.items():
+            row, record = existing.get(job_id), records.get(job_id)
+            if row is None or (record is not None and record.deleted_at is not None):
+                if registry.get(job_id) is not None:
+                    declared = JobAlreadyExists(job_id, "it is declared in code")
+                    raise InvalidImportLine(line, declared)
+                if row is not None:
+                    tombstones[job_id] = row
+                new.append(_NewJob.of_definition(job))
+                report.created.append(job_id)
+                continue
+            try:
+                changed = _update_from_definition(row, record, job, actor, source)
+            except SchedulerError as error:
+                raise InvalidImportLine(line, error) from None
+            (report.updated if changed else report.unchanged).append(job_id)
+        _store_new_jobs(new, actor=actor, source=source, tombstones=tombstones)
+    return report
+
+
+def _update_from_definition(
+    row: DjangoJob, record: JobRecord | None, job: JobDefinition, actor: str, source: str
+) -> bool:
+    """Bring a stored runtime job in line with a definition; whether anything changed."""
+    row.record = record
+    if record is None or record.origin != JobRecord.Origin.RUNTIME:
+        raise JobAlreadyExists(job.id, "it is declared in code")
+    try:
+        state = load_state(row.job_state)
+    except UnreadableState:
+        raise JobBroken(job.id, "<unreadable job state>") from None
+    locked = _LockedJob(row=row, record=record, state=state, before=_summary(state, record))
+    wanted = {
+        "func": job.function.func_ref,
+        "name": job.name,
+        "kwargs": job.kwargs,
+        "max_instances": job.max_instances,
+        "coalesce": job.coalesce,
+        "misfire_grace_time": job.misfire_grace_time,
+    }
+    same_schedule = triggers.is_same_schedule(
+        state["trigger"], job.trigger_spec, timezone=app_settings.timezone
+    )
+    if (
+        same_schedule
+        and record.function == job.function.name
+        and record.pause_after_failures == job.pause_after_failures
+        and all(state.get(key) == value for key, value in wanted.items())
+    ):
+        return False
+    state.update(wanted)
+    record.function = job.function.name
+    record.pause_after_failures = job.pause_after_failures
+    if not same_schedule:
+        _set_trigger(locked, job.trigger)
+    _write(locked, JobChange.Action.UPDATED, actor, source, "Job updated by an import.")
+    return True
+
+
+def _lock_for_creation(job_ids: list[str]) -> dict[str, DjangoJob]:
+    """Refuse ids in use or declared in code; lock and return the rows of deleted jobs."""
+    tombstones = {}
+    for job_id in job_ids:
+        if registry.get(job_id) is not None:
+            raise JobAlreadyExists(job_id, "it is declared in code")
+        tombstone = _lock_deleted_job(job_id, refuse_live=True)
+        if tombstone is not None:
+            tombstones[job_id] = tombstone
+    return tombstones
+
+
+def _lock_deleted_job(job_id: str, *, refuse_live: bool) -> DjangoJob | None:
+    """The locked row of a deleted job under this id; None when there is no row (or a
+    live one and not `refuse_live`)."""
+    row = DjangoJob.objects.select_for_update().filter(id=job_id).first()
+    if row is None:
+        return None
+    if JobRecord.objects.filter(job_id=job_id, deleted_at__isnull=False).exists():
+        return row
+    if refuse_live:
+        raise JobAlreadyExists(job_id)
+    return None
+
+
+def _refuse_if_declared_in_code(job: _LockedJob, remedy: str) -> None:
+    if job.record.origin != JobRecord.Origin.RUNTIME and registry.get(job.row.id) is not None:
+        raise JobStateConflict(f"Job {job.row.id!r} is declared in code: {remedy}.")
+
+
 def sync_jobs_from_code(
     *, declarations: Iterable[JobDeclaration] | None = None, actor: str = "scheduler"
 ) -> SyncReport:
@@ -614,7 +828,7 @@ def sync_jobs_from_code(
         outcome = _sync_declaration(declaration, actor)
         getattr(report, outcome).append(declaration.id)
     declared = {declaration.id for declaration in registry}
-    stored = DjangoJob.objects.order_by("id").values_list("id", flat=True)
+    stored = selectors.code_job_ids()
     report.orphaned.extend(job_id for job_id in stored if job_id not in declared)
     report.broken.extend(selectors.broken_job_ids())
     return report
@@ -646,7 +860,11 @@ def _has_code_owned_state(state: dict[str, Any], declaration: JobDeclaration) ->
 
 
 def _sync_declaration(declaration: JobDeclaration, actor: str) -> str:
-    """Add or update one declared job; returns "added", "updated" or "unchanged"."""
+    """Add or update one declared job; returns "added", "updated" or "unchanged".
+
+    A job created at runtime under a declared id (before the declaration was
+    deployed) stays the operator's: sync never touches runtime jobs.
+    """
     try:
         with transaction.atomic():
             if not DjangoJob.objects.filter(id=declaration.id).exists():
@@ -656,7 +874,15 @@ def _sync_declaration(declaration: JobDeclaration, actor: str) -> str:
         # Another process added it between our look and our insert: update instead.
         pass
     with transaction.atomic():
+        tombstone = _lock_deleted_job(declaration.id, refuse_live=False)
+        if tombstone is not None:
+            _add_declared_job(declaration, actor, tombstone=tombstone)
+            return "added"
         job = _lock_job(declaration.id, None)
+        if job.record.origin == JobRecord.Origin.RUNTIME:
+            logger.warning("Job %r was created at runtime; its declaration in code is ignored",
+                           declaration.id)
+            return "unchanged"
         if _has_code_owned_state(job.state, declaration):
             return "unchanged"
         job.state.update(_code_owned_state(declaration))
@@ -664,53 +890,139 @@ def _sync_declaration(declaration: JobDeclaration, actor: str) -> str:
         return "updated"
 
 
-def _add_declared_job(declaration: JobDeclaration, actor: str) -> None:
+def _add_declared_job(
+    declaration: JobDeclaration, actor: str, *, tombstone: DjangoJob | None = None
+) -> None:
     trigger = triggers.build_trigger(
         declaration.trigger_spec, timezone=app_settings.timezone, allow_past=True
     )
-    # APScheduler checks that the stored arguments fill every required parameter; a
-    # `scheduled_time` parameter is filled by the scheduler at each run instead.
-    placeholder = (
-        {binding.SCHEDULED_TIME: None} if binding.takes_scheduled_time(declaration.func) else {}
-    )
-    job = Job(
-        None,
+    new = _NewJob(
         id=declaration.id,
         func=declaration.func,
         trigger=trigger,
-        executor="default",
         args=declaration.args,
-        kwargs={**declaration.kwargs, **placeholder},
+        kwargs=dict(declaration.kwargs),
         name=declaration.name,
         misfire_grace_time=declaration.misfire_grace_time,
         coalesce=declaration.coalesce,
         max_instances=declaration.max_instances,
-    )
-    job.kwargs = dict(declaration.kwargs)
-    # Set directly, not through Job(): its conversion needs a running scheduler.
-    job.next_run_time = _first_fire_time(trigger)
-    state = job.__getstate__()
-    row = DjangoJob.objects.create(
-        id=declaration.id, next_run_time=state["next_run_time"], job_state=dump_state(state)
-    )
-    record = JobRecord.objects.create(
-        job=row,
-        version=1,
-        name=declaration.name,
-        trigger_type=trigger_type_name(trigger),
         pause_after_failures=declaration.pause_after_failures,
         alert_after=declaration.alert_after,
+        origin=JobRecord.Origin.CODE,
+        function="",
     )
-    JobChange.objects.create(
-        job_id=declaration.id,
-        version=1,
-        action=JobChange.Action.CREATED,
-        actor=actor,
-        source="code",
-        before=None,
-        after=_summary(state, record),
+    _store_new_jobs([new], actor=actor, source="code", tombstones={declaration.id: tombstone}
+                    if tombstone is not None else {})
+
+
+@dataclass(frozen=True)
+class _NewJob:
+    """What a new job row is made of, declared in code or created at runtime."""
+
+    id: str
+    func: Any
+    trigger: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    name: str
+    misfire_grace_time: int | None
+    coalesce: bool
+    max_instances: int
+    pause_after_failures: int | None
+    origin: str
+    function: str
+    alert_after: int | None = None
+
+    @classmethod
+    def of_definition(cls, definition: JobDefinition) -> _NewJob:
+        return cls(
+            id=definition.id,
+            func=definition.function.func,
+            trigger=definition.trigger,
+            args=(),
+            kwargs=definition.kwargs,
+            name=definition.name,
+            misfire_grace_time=definition.misfire_grace_time,
+            coalesce=definition.coalesce,
+            max_instances=definition.max_instances,
+            pause_after_failures=definition.pause_after_failures,
+            origin=JobRecord.Origin.RUNTIME,
+            function=definition.function.name,
+        )
+
+    def state(self) -> dict[str, Any]:
+        # APScheduler checks that the stored arguments fill every required parameter; a
+        # `scheduled_time` parameter is filled by the scheduler at each run instead.
+        placeholder = (
+            {binding.SCHEDULED_TIME: None} if binding.takes_scheduled_time(self.func) else {}
+        )
+        job = Job(
+            None,
+            id=self.id,
+            func=self.func,
+            trigger=self.trigger,
+            executor="default",
+            args=self.args,
+            kwargs={**self.kwargs, **placeholder},
+            name=self.name,
+            misfire_grace_time=self.misfire_grace_time,
+            coalesce=self.coalesce,
+            max_instances=self.max_instances,
+        )
+        job.kwargs = dict(self.kwargs)
+        # Set directly, not through Job(): its conversion needs a running scheduler.
+        job.next_run_time = _first_fire_time(self.trigger)
+        return job.__getstate__()
+
+
+def _store_new_jobs(
+    jobs: list[_NewJob],
+    *,
+    actor: str,
+    source: str,
+    tombstones: Mapping[str, DjangoJob],
+) -> None:
+    """Insert new jobs (or refill the rows of deleted ones) with record and audit, in bulk.
+
+    The caller holds the transaction, and the locks of the `tombstones` it refills.
+    """
+    rows, records, changes, refilled = [], [], [], []
+    now = timezone.now()
+    versions = dict(
+        JobRecord.objects.filter(job_id__in=list(tombstones)).values_list("job_id", "version")
     )
-    notifications.notify_change(declaration.id)
+    for new in jobs:
+        state = new.state()
+        row = DjangoJob(id=new.id, next_run_time=state["next_run_time"],
+                        job_state=dump_state(state))
+        version = versions.get(new.id, 0) + 1
+        record = JobRecord(
+            job=row, version=version, name=new.name, origin=new.origin, function=new.function,
+            trigger_type=trigger_type_name(new.trigger), updated_at=now, deleted_at=None,
+            pause_after_failures=new.pause_after_failures, alert_after=new.alert_after,
+        )
+        (refilled if new.id in tombstones else rows).append(row)
+        records.append(record)
+        changes.append(JobChange(
+            job_id=new.id, version=version, action=JobChange.Action.CREATED, actor=actor,
+            source=source, before=None, after=_summary(state, record), created_at=now,
+            message="Job created.",
+        ))
+    try:
+        with transaction.atomic():
+            DjangoJob.objects.bulk_create(rows)
+    except IntegrityError:
+        # Another request created one of these ids between our look and our insert.
+        ids = [row.id for row in rows]
+        taken = DjangoJob.objects.filter(id__in=ids).values_list("id", flat=True).first()
+        raise JobAlreadyExists(taken or ids[0]) from None
+    DjangoJob.objects.bulk_update(refilled, ["next_run_time", "job_state"])
+    JobRecord.objects.filter(job_id__in=list(tombstones)).delete()
+    JobRecord.objects.bulk_create(records)
+    JobChange.objects.bulk_create(changes)
+    # One notification wakes the scheduler for the whole batch.
+    if jobs:
+        notifications.notify_change(jobs[0].id)
 
 
 def _code_owned_state(declaration: JobDeclaration) -> dict[str, Any]:
@@ -743,6 +1055,8 @@ def _lock_job(job_id: str, expected_version: int | None) -> _LockedJob:
         defaults={"name": state["name"], "trigger_type": trigger_type_name(state["trigger"])},
     )
     row.record = record
+    if record.deleted_at is not None:
+        raise JobNotFound(job_id)
     if expected_version is not None and expected_version != record.version:
         raise VersionConflict(job_id, expected=expected_version, current=record.version)
     return _LockedJob(row=row, record=record, state=state, before=_summary(state, record))
@@ -767,6 +1081,12 @@ def _commit(
     job: _LockedJob, action: str, actor: str, source: str, message: str
 ) -> ChangeOutcome:
     """Write the new state, bump the version, record the change and notify."""
+    _write(job, action, actor, source, message)
+    return ChangeOutcome(job=selectors.locked_job_view(job.row), changed=True, message=message)
+
+
+def _write(job: _LockedJob, action: str, actor: str, source: str, message: str) -> None:
+    """`_commit` without reading the job back (imports write thousands at once)."""
     job.row.job_state = dump_state(job.state)
     job.row.next_run_time = job.state["next_run_time"]
     job.row.save(update_fields=["job_state", "next_run_time"])
@@ -786,7 +1106,6 @@ def _commit(
         message=message[:255],
     )
     notifications.notify_change(job.row.id)
-    return ChangeOutcome(job=selectors.locked_job_view(job.row), changed=True, message=message)
 
 
 def _unchanged(job: _LockedJob, message: str) -> ChangeOutcome:
@@ -805,6 +1124,8 @@ def _summary(state: dict[str, Any], record: JobRecord) -> dict[str, Any]:
         "paused_until": isoformat(record.paused_until),
         **policy_of(state, pause_after_failures=record.pause_after_failures,
                     alert_after=record.alert_after),
+        "name": state["name"],
+        "kwargs": dict(state["kwargs"]),
     }
 
 

@@ -46,7 +46,8 @@ JOB_FIELDS = {
     "next_run_time",
     "upcoming", "version", "is_default_schedule", "broken", "max_instances",
     "misfire_grace_time", "coalesce", "pause_after_failures", "consecutive_failures",
-    "paused_reason", "paused_by", "paused_at", "paused_until", "last_execution",
+    "paused_reason", "paused_by", "paused_at", "paused_until", "origin", "function", "kwargs",
+    "last_execution",
 }
 LAST_EXECUTION_FIELDS = {
     "id", "status", "run_time", "started", "lateness", "finished", "duration", "exception",
@@ -433,7 +434,8 @@ def test_openapi_schema_describes_every_operation(admin_client):
                   for method in item}
     jobs = f"{API}/jobs/{{id}}/"
     assert operations == {
-        ("GET", f"{API}/jobs/"), ("GET", jobs), ("PUT", f"{jobs}schedule/"),
+        ("GET", f"{API}/jobs/"), ("POST", f"{API}/jobs/"), ("GET", jobs), ("PATCH", jobs),
+        ("DELETE", jobs), ("PUT", f"{jobs}schedule/"),
         ("PUT", f"{jobs}policy/"), ("POST", f"{jobs}pause/"), ("POST", f"{jobs}resume/"),
         ("POST", f"{jobs}trigger/"), ("POST", f"{jobs}reset/"), ("POST", f"{jobs}revert/"),
         ("POST", f"{jobs}backfill/"), ("GET", f"{jobs}executions/"),
@@ -599,6 +601,7 @@ def test_bad_execution_filter_gets_400_naming_it(admin_client):
     [
         ("GET", ""), ("GET", "executions/"), ("GET", "changes/"), ("PUT", "schedule/"),
         ("POST", "pause/"), ("POST", "resume/"), ("POST", "trigger/"), ("POST", "reset/"),
+        ("PATCH", ""),
     ],
 )
 @pytest.mark.parametrize("job_id", ["no.such.job", "nul%00byte"])
@@ -629,7 +632,7 @@ def test_unknown_path_under_the_api_gets_a_json_404_and_changes_nothing(
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("DELETE", f"{JOB_URL}/"), ("PATCH", f"{JOB_URL}/"), ("POST", f"{API}/jobs/"),
+        ("PUT", f"{JOB_URL}/"), ("PUT", f"{API}/jobs/"), ("DELETE", f"{API}/jobs/"),
         ("GET", f"{JOB_URL}/schedule/"), ("POST", f"{JOB_URL}/schedule/"),
         ("GET", f"{JOB_URL}/pause/"), ("PUT", f"{JOB_URL}/trigger/"), ("POST", f"{API}/status/"),
         ("DELETE", f"{API}/executions/"),

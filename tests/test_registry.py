@@ -81,3 +81,21 @@ def test_invalid_default_schedule_fails_at_declaration():
 def test_unknown_trigger_type_is_refused():
     with pytest.raises(ValueError, match="cron, interval, date"):
         scheduled_job("weekly")
+
+
+def test_job_functions_are_registered_by_name_and_declared_jobs_are_schedulable(forget):
+    from scheduler_app import job_function
+    from scheduler_app.exceptions import DuplicateFunctionName, InvalidInput
+
+    job_function("test.refresh_rates")(refresh_rates)
+    forget("test.refresh_rates")
+    function = registry.get_function("test.refresh_rates")
+    assert function.func is refresh_rates
+    assert function.description == "Refresh exchange rates."
+    assert [parameter.name for parameter in function.parameters] == ["a", "b"]
+    assert registry.get_function("probe.record").func_ref == "tests.testapp.jobs:record_run"
+    job_function("test.refresh_rates")(refresh_rates)  # a re-import is no conflict
+    with pytest.raises(DuplicateFunctionName):
+        job_function("test.refresh_rates")(send_invoices)
+    with pytest.raises(InvalidInput):
+        job_function("bad name with spaces")

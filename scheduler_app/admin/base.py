@@ -9,6 +9,8 @@ from django.http import HttpRequest, HttpResponse
 
 VIEW_JOBS = "django_apscheduler.view_djangojob"
 CHANGE_JOBS = "django_apscheduler.change_djangojob"
+ADD_JOBS = "django_apscheduler.add_djangojob"
+DELETE_JOBS = "django_apscheduler.delete_djangojob"
 ADMIN_CSS = {"all": ("scheduler_app/admin.css",)}
 
 

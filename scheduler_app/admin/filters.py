@@ -56,6 +56,19 @@ class TriggerTypeFilter(admin.SimpleListFilter):
         return queryset
 
 
+class OriginFilter(admin.SimpleListFilter):
+    title = "origin"
+    parameter_name = "origin"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("code", "Declared in code"), ("runtime", "Created at runtime")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in ("code", "runtime"):
+            return queryset.filter(selectors.origin_is(self.value()))
+        return queryset
+
+
 class LastStatusFilter(admin.SimpleListFilter):
     title = "last run"
     parameter_name = "last_status"

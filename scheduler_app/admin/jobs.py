@@ -24,7 +24,13 @@ from django.views.decorators.http import require_POST
 from django_apscheduler.models import DjangoJob
 
 from scheduler_app import selectors, services, triggers
-from scheduler_app.admin.base import CHANGE_JOBS, SchedulerModelAdmin, actor, can_view_jobs
+from scheduler_app.admin.base import (
+    CHANGE_JOBS,
+    DELETE_JOBS,
+    SchedulerModelAdmin,
+    actor,
+    can_view_jobs,
+)
 from scheduler_app.admin.controls import (
     BackfillForm,
     JobControlsMixin,
@@ -32,6 +38,7 @@ from scheduler_app.admin.controls import (
     PolicyForm,
     RunForm,
 )
+from scheduler_app.admin.creation import JobCreationMixin, is_deletable
 from scheduler_app.admin.dashboard import DashboardPageMixin
 from scheduler_app.admin.display import (
     change_diff,
@@ -47,6 +54,7 @@ from scheduler_app.admin.filters import (
     BrokenFilter,
     EnabledFilter,
     LastStatusFilter,
+    OriginFilter,
     TriggerTypeFilter,
 )
 from scheduler_app.admin.operations import OPERATIONS, JobOperation, apply_operation
@@ -72,15 +80,15 @@ class JobChangeList(ChangeList):
         self.result_list = rows
 
 
-class JobAdmin(JobControlsMixin, DashboardPageMixin, SchedulerModelAdmin):
-    """Jobs: list, filter, pause, resume, run now, reset and reschedule."""
+class JobAdmin(JobControlsMixin, DashboardPageMixin, JobCreationMixin, SchedulerModelAdmin):
+    """Jobs: list, filter, add, delete, pause, resume, run now, reset and reschedule."""
 
     changelist_title = "Jobs"
     list_display = (
         "id", "job_name", "schedule", "next_run", "state", "last_run", "flags",
     )
     list_display_links = ("id",)
-    list_filter = (EnabledFilter, TriggerTypeFilter, LastStatusFilter, BrokenFilter)
+    list_filter = (EnabledFilter, TriggerTypeFilter, OriginFilter, LastStatusFilter, BrokenFilter)
     search_fields = ("id", "record__name")
     search_help_text = "Search by job id or name."
     ordering = ("id",)
@@ -106,12 +114,6 @@ class JobAdmin(JobControlsMixin, DashboardPageMixin, SchedulerModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm(CHANGE_JOBS)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     # Columns: each row carries the JobView that JobChangeList attached.
 
@@ -161,8 +163,11 @@ class JobAdmin(JobControlsMixin, DashboardPageMixin, SchedulerModelAdmin):
             for shown, name, label, help_text in (
                 (view.broken, "broken", "broken", "Its function cannot be imported."),
                 (view.orphaned, "orphaned", "orphaned", "No longer declared in code."),
+                (view.origin == "runtime", "runtime", "runtime",
+                 f"Created at runtime; calls {view.function}."),
                 (
-                    not view.orphaned and not view.is_default_schedule,
+                    view.origin == "code" and not view.orphaned
+                    and not view.is_default_schedule,
                     "custom", "custom schedule", "Not the schedule its code declares.",
                 ),
             )
@@ -205,6 +210,7 @@ class JobAdmin(JobControlsMixin, DashboardPageMixin, SchedulerModelAdmin):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
             path("dashboard/", wrap(self.dashboard_view), name=f"{prefix}_dashboard"),
+            path("add/preview/", wrap(self.preview_view), name=f"{prefix}_add_preview"),
             path("<path:object_id>/preview/", wrap(self.preview_view), name=f"{prefix}_preview"),
             path(
                 "<path:object_id>/operations/<str:operation>/",
@@ -283,7 +289,7 @@ class JobAdmin(JobControlsMixin, DashboardPageMixin, SchedulerModelAdmin):
         if not can_change:
             for field in form.fields.values():
                 field.disabled = True
-        declaration = registry.get(job.id)
+        function = registry.get_function(job.function)
         executions = [
             selectors.ExecutionView.from_row(row)
             for row in selectors.execution_queryset(job_id=job.id)[:RECENT_COUNT]
@@ -303,8 +309,9 @@ class JobAdmin(JobControlsMixin, DashboardPageMixin, SchedulerModelAdmin):
             "pause_form": PauseForm(initial={"version": job.version}),
             "run_form": RunForm(initial={"version": job.version}),
             "backfill_form": BackfillForm(initial={"version": job.version}),
+            "can_delete": request.user.has_perm(DELETE_JOBS) and is_deletable(job),
             "conflict": _with_diffs(conflict),
-            "declaration": declaration,
+            "function": function,
             "default_schedule": _describe_spec(job.default_schedule),
             "arguments": _arguments(job),
             "executions": [
@@ -327,18 +334,19 @@ class JobAdmin(JobControlsMixin, DashboardPageMixin, SchedulerModelAdmin):
         # A running job's Pause is a form of its own (reason, until): see the template.
         buttons = [] if job.enabled else [OPERATIONS["resume"]]
         buttons.append(OPERATIONS["run"])
-        declaration = registry.get(job.id)
+        declaration = registry.get(job.id) if job.origin == "code" else None
         if declaration is not None and (
             not job.is_default_schedule or _policy_of(job) != declaration.policy
         ):
             buttons.append(OPERATIONS["reset"])
         return buttons
 
-    def preview_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
-        """The next fire times of the schedule the form holds, for the live preview."""
-        if not self.has_view_or_change_permission(request):
+    def preview_view(self, request: HttpRequest, object_id: str | None = None) -> JsonResponse:
+        """The next fire times of the schedule the form holds, for the live preview
+        (of a job's page, or of the "Add job" page without an `object_id`)."""
+        if not (self.has_view_or_change_permission(request) or self.has_add_permission(request)):
             raise PermissionDenied
-        if not selectors.job_exists(job_id=unquote(object_id)):
+        if object_id is not None and not selectors.job_exists(job_id=unquote(object_id)):
             raise Http404("No such job.")
         data = request.GET.copy()
         data.setdefault("version", "0")  # the preview does not save: any version will do

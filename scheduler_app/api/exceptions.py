@@ -4,8 +4,8 @@ Errors of the scheduler API, as JSON, in one place.
 `exception_handler` is the one mapping from the `SchedulerError` family to HTTP:
 `JobNotFound` 404, `InvalidInput` (`InvalidTrigger`, `InvalidPolicy`, ...) 400
 naming the field, `VersionConflict` 412 with the current version,
-`JobStateConflict` (and `JobBroken`) 409. It also gives DRF's own errors the same
-shape, so a client reads every error alike:
+`JobStateConflict` (and `JobBroken`, `JobAlreadyExists`) 409. It also gives DRF's
+own errors the same shape, so a client reads every error alike:
 
     {"detail": "trigger_args.minutes: must be above 0.", "code": "invalid_trigger",
      "errors": {"trigger_args.minutes": ["must be above 0."]}}
@@ -26,6 +26,7 @@ from rest_framework.views import set_rollback
 
 from scheduler_app.exceptions import (
     InvalidInput,
+    JobAlreadyExists,
     JobBroken,
     JobNotFound,
     JobStateConflict,
@@ -81,6 +82,8 @@ def scheduler_error_response(error: SchedulerError) -> Response:
         )
     if isinstance(error, JobBroken):
         return _response(status.HTTP_409_CONFLICT, error.message, "job_broken")
+    if isinstance(error, JobAlreadyExists):
+        return _response(status.HTTP_409_CONFLICT, error.message, "job_exists")
     if isinstance(error, JobStateConflict):
         return _response(status.HTTP_409_CONFLICT, error.message, "job_state_conflict")
     # Any other refusal: nothing changed, and the message says why.

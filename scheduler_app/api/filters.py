@@ -22,6 +22,10 @@ class JobFilterSerializer(serializers.Serializer):
         required=False, help_text="true: jobs on their schedule; false: paused jobs."
     )
     trigger = serializers.ChoiceField(choices=sorted(triggers.ALLOWED_ARGS), required=False)
+    origin = serializers.ChoiceField(
+        choices=["code", "runtime"], required=False,
+        help_text="code: declared in jobs.py; runtime: created through a front door.",
+    )
     search = serializers.CharField(
         required=False, max_length=200, help_text="Part of a job's id or name, any case."
     )

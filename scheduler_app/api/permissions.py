@@ -2,7 +2,8 @@
 Who may use the scheduler API.
 
 Only staff: reading needs django-apscheduler's view (or change) permission on
-jobs, changing needs its change permission. Superusers may do everything. The
+jobs, changing needs its change permission, creating a job its add permission and
+deleting one its delete permission. Superusers may do everything. The
 admin checks the same permissions the same way (Django's admin lets the change
 permission read, too), so a user sees the same jobs through both doors.
 """
@@ -16,6 +17,8 @@ from rest_framework.request import Request
 
 VIEW_JOBS = "django_apscheduler.view_djangojob"
 CHANGE_JOBS = "django_apscheduler.change_djangojob"
+ADD_JOBS = "django_apscheduler.add_djangojob"
+DELETE_JOBS = "django_apscheduler.delete_djangojob"
 
 
 class CanManageJobs(BasePermission):
@@ -33,4 +36,9 @@ class CanManageJobs(BasePermission):
             return False
         if request.method in SAFE_METHODS:
             return user.has_perm(VIEW_JOBS) or user.has_perm(CHANGE_JOBS)
+        action = getattr(view, "action", None)
+        if action == "create":
+            return user.has_perm(ADD_JOBS)
+        if action == "destroy":
+            return user.has_perm(DELETE_JOBS)
         return user.has_perm(CHANGE_JOBS)

@@ -207,6 +207,16 @@ class JobSerializer(serializers.Serializer):
         allow_null=True,
         help_text="When the scheduler resumes the job by itself; null: paused until resumed.",
     )
+    origin = serializers.ChoiceField(
+        choices=["code", "runtime"],
+        read_only=True,
+        help_text="code: declared with @scheduled_job; runtime: created through a front door.",
+    )
+    function = serializers.CharField(
+        read_only=True,
+        help_text="The registered job function it calls (a code job's is its own id).",
+    )
+    kwargs = serializers.DictField(read_only=True, help_text="Keyword arguments of every run.")
     last_execution = LastExecutionSerializer(read_only=True, allow_null=True)
 
     @cached_property
@@ -244,6 +254,9 @@ class JobSerializer(serializers.Serializer):
             "paused_by": job.paused_by,
             "paused_at": moment(job.paused_at),
             "paused_until": moment(job.paused_until),
+            "origin": job.origin,
+            "function": job.function,
+            "kwargs": job.kwargs,
             "last_execution": last_run and _run_representation(last_run, moment, whole=False),
         }
 
@@ -523,6 +536,44 @@ class BackfillOutcomeSerializer(serializers.Serializer):
 
     def get_already_there(self, outcome: Any) -> int:
         return len(outcome.already_there)
+
+class JobDefinitionSerializer(serializers.Serializer):
+    """The body of a job creation (documentation and the browsable API's form).
+
+    The content is checked by `scheduler_app.definitions.JobDefinition`, the one
+    check every front door shares; this only describes it.
+    """
+
+    id = serializers.CharField(max_length=191, help_text="Printable, no spaces or slashes.")
+    function = serializers.CharField(
+        help_text="A function registered with @job_function (or a declared job's id); "
+        "never a dotted path."
+    )
+    name = serializers.CharField(required=False, max_length=255, help_text="Defaults to the id.")
+    trigger = serializers.ChoiceField(choices=sorted(triggers.ALLOWED_ARGS))
+    trigger_args = TriggerArgsField(required=False)
+    kwargs = serializers.DictField(
+        required=False, help_text="JSON values, checked against the function's signature."
+    )
+    max_instances = serializers.IntegerField(required=False, min_value=1, default=1)
+    coalesce = serializers.BooleanField(required=False, default=True)
+    misfire_grace_time = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1,
+        help_text="Seconds a late run may start after its time; null: however late.",
+    )
+    pause_after_failures = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1,
+        help_text="Pause the job when this many runs in a row fail; null: never.",
+    )
+
+
+class JobUpdateSerializer(serializers.Serializer):
+    """The body of a change to a runtime job: its name, its kwargs, or both."""
+
+    name = serializers.CharField(required=False, max_length=255)
+    kwargs = serializers.DictField(
+        required=False, help_text="JSON values, checked against the function's signature."
+    )
 
 
 class ErrorSerializer(serializers.Serializer):

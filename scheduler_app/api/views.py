@@ -43,7 +43,9 @@ from scheduler_app.api.serializers import (
     ErrorSerializer,
     ExecutionSerializer,
     JobChangeSerializer,
+    JobDefinitionSerializer,
     JobSerializer,
+    JobUpdateSerializer,
     PauseSerializer,
     PolicySerializer,
     RevertSerializer,
@@ -73,7 +75,7 @@ ETAG = OpenApiParameter(
     "ETag",
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
-    response=[200, 202],
+    response=[200, 201, 202],
     description='The job\'s version, quoted ("7").',
 )
 MESSAGE = OpenApiParameter(
@@ -115,7 +117,8 @@ _ERROR_MEANINGS = {
     401: "Not authenticated.",
     403: "Not staff, or no permission on scheduler jobs.",
     404: "No job with that id, or no such page.",
-    409: "The operation conflicts with the job's state (e.g. the job is broken).",
+    409: "The operation conflicts with the job's state (e.g. the job is broken, the id "
+    "is taken, the job is declared in code).",
     412: "Stale If-Match: the job changed; `current_version` is its version now.",
     415: "Writes accept only application/json.",
 }
@@ -165,8 +168,8 @@ class SchedulerAPIMixin:
 
 
 class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
-    """Scheduler jobs: read them, reschedule, change their run policy, pause, resume, run
-    now, reset."""
+    """Scheduler jobs: read, create, rename, delete, reschedule, change their run policy,
+    pause, resume, run now, reset."""
 
     lookup_field = "id"
     # Job ids are dotted ("reports.weekly"): DRF's default would stop at the dot.
@@ -175,6 +178,8 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
 
     def get_serializer_class(self) -> type:
         serializer_classes = {
+            "create": JobDefinitionSerializer,
+            "partial_update": JobUpdateSerializer,
             "schedule": ScheduleSerializer,
             "policy": PolicySerializer,
             "pause": PauseSerializer,
@@ -212,8 +217,8 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
         return job_id
 
     def _stored_job_id(self) -> str:
-        """This job's id, after checking that the store holds it (404 otherwise)."""
-        if not selectors.job_exists(job_id=self.job_id):
+        """This job's id, after checking that the store holds it or its history (404 otherwise)."""
+        if not selectors.job_exists(job_id=self.job_id, include_deleted=True):
             raise JobNotFound(self.job_id)
         return self.job_id
 
@@ -235,6 +240,45 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
         rows = selectors.job_value_rows(**query_filters(JobFilterSerializer, request))
         views = selectors.job_views_of_values(self.paginate_queryset(rows))
         return self.get_paginated_response(JobSerializer(views, many=True).data)
+
+    @extend_schema(
+        parameters=[ETAG],
+        request=JobDefinitionSerializer,
+        responses={201: JobSerializer, **_errors(400, 409, 415)},
+        examples=[OpenApiExample(
+            "A report per customer, at 07:00",
+            value={
+                "id": "reports.customer.42", "function": "reports.customer_report",
+                "name": "Report for ACME", "trigger": "cron", "trigger_args": {"hour": 7},
+                "kwargs": {"customer_id": 42},
+            },
+            request_only=True,
+        )],
+    )
+    def create(self, request: Request) -> Response:
+        """Create a job at runtime that calls a registered job function with `kwargs`."""
+        outcome = services.create_job(definition=request.data, **_author(request))
+        return _job_response(outcome.job, message=outcome.message,
+                             status_code=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        parameters=[JOB_ID, IF_MATCH, ETAG, MESSAGE],
+        request=JobUpdateSerializer,
+        responses={200: JobSerializer, **WRITE_ERRORS},
+    )
+    def partial_update(self, request: Request, **kwargs: Any) -> Response:
+        """Change the `name` and `kwargs` of a runtime job (the schedule has its own endpoint)."""
+        if not isinstance(request.data, dict):
+            raise BadRequest("must be a JSON object.", field="body")
+        return self._changed_job_response(services.update_job, request, changes=request.data)
+
+    @extend_schema(
+        parameters=[JOB_ID, IF_MATCH], request=None, responses={204: None, **WRITE_ERRORS}
+    )
+    def destroy(self, request: Request, **kwargs: Any) -> Response:
+        """Delete a runtime job; its runs and audit trail stay readable. Code jobs: 409."""
+        services.delete_job(job_id=self.job_id, **_change(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(parameters=[JOB_ID, ETAG], responses={200: JobSerializer, **READ_ERRORS})
     def retrieve(self, request: Request, **kwargs: Any) -> Response:
@@ -468,20 +512,23 @@ def expected_version(request: Request) -> int | None:
     return None if any_version else int(quoted or bare)
 
 
+def _author(request: Request) -> dict[str, Any]:
+    """Who makes a change from the API, as the services take it."""
+    return {"actor": request.user.get_username(), "source": Source.API}
+
+
 def _change(request: Request) -> dict[str, Any]:
-    """The keyword arguments every service call from the API shares."""
-    return {
-        "actor": request.user.get_username(),
-        "source": Source.API,
-        "expected_version": expected_version(request),
-    }
+    """The keyword arguments every service call on an existing job from the API shares."""
+    return {**_author(request), "expected_version": expected_version(request)}
 
 
-def _job_response(job: selectors.JobView, *, message: str = "") -> Response:
+def _job_response(
+    job: selectors.JobView, *, message: str = "", status_code: int = status.HTTP_200_OK
+) -> Response:
     headers = {"ETag": _etag(job.version)}
     if message:
         headers[MESSAGE_HEADER] = message
-    return Response(JobSerializer(job).data, headers=headers)
+    return Response(JobSerializer(job).data, status=status_code, headers=headers)
 
 
 def _execution_page(view: viewsets.GenericViewSet, rows: Any) -> Response:

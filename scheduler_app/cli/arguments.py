@@ -38,9 +38,9 @@ def add_subcommands(parser: CommandParser) -> None:
         return one_line_usage_errors(subparser)
 
     for add_subcommand in (
-        _add_list, _add_show, _add_pause_and_resume, _add_trigger, _add_reschedule, _add_policy,
-        _add_revert, _add_backfill, _add_reset,
-        _add_history, _add_changes, _add_alerts, _add_status, _add_prune,
+        _add_list, _add_show, _add_create, _add_delete, _add_pause_and_resume, _add_trigger,
+        _add_reschedule, _add_policy, _add_revert, _add_backfill, _add_reset, _add_history,
+        _add_changes, _add_alerts, _add_status, _add_prune, _add_import, _add_export,
     ):
         add_subcommand(add_parser)
 
@@ -163,12 +163,72 @@ def _add_trigger(add_parser: AddParser) -> None:
     _add_if_version_option(trigger)
 
 
+def _add_create(add_parser: AddParser) -> None:
+    create = add_parser(
+        "create", help="Create a job that calls a registered job function (@job_function)."
+    )
+    create.add_argument("job_id", metavar="JOB_ID")
+    create.add_argument(
+        "--function", required=True, metavar="NAME",
+        help="The registered name of the function, e.g. reports.customer_report.",
+    )
+    create.add_argument("--name", metavar="TEXT", help="The job's name (default: its id).")
+    create.add_argument(
+        "--kwarg", dest="keyword_arguments", action="append", type=parsing.run_kwarg,
+        metavar="NAME=VALUE",
+        help='A keyword argument of every run; VALUE is JSON (42, true, "text") or text. '
+        "Repeatable.",
+    )
+    for option, metavar, help_text in (
+        ("--max-instances", "N", "Runs of this job at once (default 1)."),
+        ("--misfire-grace", "SECONDS", "How late a run may still start (default "
+         f"{app_settings.MISFIRE_GRACE_TIME})."),
+    ):
+        create.add_argument(option, type=parsing.positive_int, metavar=metavar, help=help_text)
+    _add_schedule_options(create)
+
+
+def _add_delete(add_parser: AddParser) -> None:
+    delete = add_parser(
+        "delete",
+        help="Delete a job created at runtime; its history and audit trail stay readable.",
+    )
+    delete.add_argument("job_id", metavar="JOB_ID")
+    _add_if_version_option(delete)
+
+
+def _add_import(add_parser: AddParser) -> None:
+    load = add_parser(
+        "import",
+        help="Create or update runtime jobs from JSON lines (one POST jobs/ body a line).",
+    )
+    load.add_argument("path", metavar="FILE", help="A JSON lines file, or - for stdin.")
+    load.add_argument(
+        "--batch-size", type=parsing.positive_int, default=1000, metavar="N",
+        help="Lines written per transaction (default 1000); a bad line refuses its batch.",
+    )
+
+
+def _add_export(add_parser: AddParser) -> None:
+    add_parser("export", help="Print every runtime job as JSON lines, as `import` reads them.")
+
+
 def _add_reschedule(add_parser: AddParser) -> None:
     reschedule = add_parser(
         "reschedule", help="Give a job a new schedule; a paused job stays paused."
     )
     reschedule.add_argument("job_id", metavar="JOB_ID")
-    schedule = reschedule.add_mutually_exclusive_group(required=True)
+    _add_schedule_options(reschedule)
+    _add_if_version_option(reschedule)
+    reschedule.add_argument(
+        "--dry-run", action="store_true",
+        help="Validate and print the next fire times; change nothing.",
+    )
+
+
+def _add_schedule_options(parser: Any) -> None:
+    """--cron, --interval, --at or --trigger with --arg, and --timezone."""
+    schedule = parser.add_mutually_exclusive_group(required=True)
     schedule.add_argument(
         "--cron", metavar="EXPR",
         help='A standard crontab, e.g. "*/5 * * * *" (0 = Sunday), or @daily and friends.',
@@ -183,18 +243,13 @@ def _add_reschedule(add_parser: AddParser) -> None:
         "--trigger", choices=sorted(triggers.ALLOWED_ARGS),
         help="Any trigger, with its fields as --arg KEY=VALUE.",
     )
-    reschedule.add_argument(
+    parser.add_argument(
         "--arg", dest="trigger_arguments", action="append", type=parsing.trigger_argument,
         metavar="KEY=VALUE", help="A field of the --trigger, e.g. minutes=5; repeatable.",
     )
-    reschedule.add_argument(
+    parser.add_argument(
         "--timezone", dest="zone", metavar="TZ",
         help=f"Time zone of the schedule (default {app_settings.timezone}, the scheduler's).",
-    )
-    _add_if_version_option(reschedule)
-    reschedule.add_argument(
-        "--dry-run", action="store_true",
-        help="Validate and print the next fire times; change nothing.",
     )
 
 

@@ -2,7 +2,8 @@
 What operators type, turned into what the services take.
 
 Durations ("90s", "5m", "2h", "1d", "30d"), `KEY=VALUE` trigger arguments and the
-`reschedule` options become a trigger spec; the trigger module validates its content,
+`reschedule` (or `create`) options become a trigger spec, `--kwarg NAME=VALUE` a job's
+keyword arguments; the trigger module validates its content,
 so an invalid schedule is reported there, naming the bad field. The argparse types
 here raise `ArgumentTypeError`, which argparse reports as a usage error: one line on
 stderr and exit status 2 (`arguments.one_line_usage_errors`).
@@ -84,8 +85,8 @@ def positive_int(text: str) -> int:
 
 
 def run_kwarg(text: str) -> tuple[str, Any]:
-    """Parse `NAME=VALUE` for `trigger --kwarg`: the value as JSON when it is JSON
-    (5, true, null, "5", [1, 2], {...}), else as text (an argparse type)."""
+    """Parse `NAME=VALUE` for `trigger --kwarg` and `create --kwarg`: the value as JSON
+    when it is JSON (5, true, null, "5", [1, 2], {...}), else as text (an argparse type)."""
     name, separator, value = text.partition("=")
     if not separator or not name.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE, e.g. limit=100")

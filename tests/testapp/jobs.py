@@ -6,7 +6,7 @@ import time
 
 from django.utils import timezone
 
-from scheduler_app import scheduled_job
+from scheduler_app import job_function, scheduled_job
 from tests.testapp.models import ProbeRun
 
 
@@ -83,3 +83,13 @@ def stuck_run(seconds: float = 6.0) -> None:
 def quiet_fail() -> None:
     """Fail, with alerts muted."""
     raise RuntimeError("nobody is told")
+
+
+@job_function("probe.customer_report")
+def customer_report(customer_id: int, label: str = "report", *, pages: int = 1) -> None:
+    """Record a run with its arguments (a runtime job's function).
+
+    Every job created at runtime in the tests calls this one.
+    """
+    ProbeRun.objects.create(job_id=f"customer_report:{customer_id}:{pages}", label=label,
+                            started_at=timezone.now(), pid=os.getpid())

@@ -13,9 +13,10 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import sys
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.management.color import no_style
@@ -29,7 +30,7 @@ from scheduler_app.api.serializers import (
     JobSerializer,
     SchedulerStatusSerializer,
 )
-from scheduler_app.cli import arguments, output, parsing, presenters, runs
+from scheduler_app.cli import arguments, imports, output, parsing, presenters, runs
 from scheduler_app.cli.errors import EXIT_FAILED, EXIT_TIMED_OUT, EXIT_USAGE, command_errors
 from scheduler_app.exceptions import JobNotFound
 from scheduler_app.models import Alert, RunRequest, Source
@@ -42,9 +43,10 @@ PREVIEW_COUNT = 5
 
 class Command(BaseCommand):
     help = (
-        "List, inspect and change scheduled jobs: pause, resume, run now, reschedule, change "
-        "the run policy, revert to a version, backfill, reset, execution history, audit "
-        "trail, alert log, scheduler status and pruning of old executions."
+        "List, inspect, create, delete and change scheduled jobs: pause, resume, run now, "
+        "reschedule, change the run policy, revert to a version, backfill, reset, import and "
+        "export, execution history, audit trail, alert log, scheduler status and pruning of "
+        "old executions."
     )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
@@ -155,6 +157,56 @@ class Command(BaseCommand):
 
     # Changing
 
+    def handle_create(
+        self,
+        *,
+        job_id: str,
+        function: str,
+        name: str | None,
+        keyword_arguments: list[tuple[str, Any]] | None,
+        max_instances: int | None,
+        misfire_grace: int | None,
+        **options: Any,
+    ) -> None:
+        definition: dict[str, Any] = {
+            "id": job_id,
+            "function": function,
+            **_schedule_spec(options),
+            "kwargs": parsing.run_kwargs(keyword_arguments or ()),
+        }
+        for key, value in (("name", name), ("max_instances", max_instances),
+                           ("misfire_grace_time", misfire_grace)):
+            if value is not None:
+                definition[key] = value
+        outcome = services.create_job(
+            definition=definition, actor=_operating_system_user(), source=Source.CLI
+        )
+        self._report_change(outcome)
+
+    def handle_delete(self, *, job_id: str, if_version: int | None, **_: Any) -> None:
+        services.delete_job(**_change_request(job_id, if_version))
+        self.stdout.write(self.style.SUCCESS(
+            f"{job_id}: Job deleted. Its history stays readable (scheduler history {job_id})."
+        ))
+
+    def handle_import(self, *, path: str, batch_size: int, **_: Any) -> None:
+        lines = sys.stdin if path == "-" else _open_for_reading(path)
+        report = imports.import_lines(
+            lines, batch_size=batch_size, actor=_operating_system_user(), source=Source.CLI
+        )
+        for refusal in report.refused:
+            self.stderr.write(refusal, style_func=self.style.ERROR)
+        self.stdout.write(report.summary())
+        if report.refused:
+            raise CommandError(
+                f"{len(report.refused)} bad line(s): their batches were not written.",
+                returncode=EXIT_FAILED,
+            )
+
+    def handle_export(self, **_: Any) -> None:
+        for line in imports.export_lines():
+            self.stdout.write(line)
+
     def handle_pause(
         self,
         *,
@@ -237,14 +289,10 @@ class Command(BaseCommand):
         dry_run: bool,
         **_: Any,
     ) -> None:
-        spec = parsing.trigger_spec(
-            cron=cron,
-            interval=interval,
-            at=at,
-            trigger=trigger,
-            arguments=trigger_arguments or (),
-            timezone=zone,
-        )
+        spec = _schedule_spec({
+            "cron": cron, "interval": interval, "at": at, "trigger": trigger,
+            "trigger_arguments": trigger_arguments, "zone": zone,
+        })
         if dry_run:
             self._preview_schedule(job_id=job_id, spec=spec, if_version=if_version)
             return
@@ -344,6 +392,26 @@ class Command(BaseCommand):
     def _print(self, lines: Iterable[str]) -> None:
         for line in lines:
             self.stdout.write(line)
+
+
+def _schedule_spec(options: dict[str, Any]) -> dict[str, Any]:
+    """The trigger spec of the schedule options `reschedule` and `create` share."""
+    return parsing.trigger_spec(
+        cron=options["cron"],
+        interval=options["interval"],
+        at=options["at"],
+        trigger=options["trigger"],
+        arguments=options["trigger_arguments"] or (),
+        timezone=options["zone"],
+    )
+
+
+def _open_for_reading(path: str) -> TextIO:
+    try:
+        return open(path, encoding="utf-8")  # noqa: SIM115 - read to the end by the import
+    except OSError as error:
+        message = f"cannot read {path}: {error.strerror}"
+        raise CommandError(message, returncode=EXIT_FAILED) from None
 
 
 def _change_request(job_id: str, if_version: int | None) -> dict[str, Any]:
