@@ -109,6 +109,7 @@ def main() -> None:
     from django.test import Client
 
     settings.SCHEDULER_APP = {**settings.SCHEDULER_APP, "METRICS_TOKEN": TOKEN}
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]  # Django's test client
     fill_store(options.jobs, distinct=options.distinct)
     add_history(options.history)
     client = Client()
