@@ -18,6 +18,7 @@ from scheduler_app.conf import ALERT_DEFAULTS, DEFAULTS
 POSITIVE_NUMBERS = (
     "POLL_INTERVAL", "MAX_SLEEP", "HEARTBEAT_INTERVAL", "HEARTBEAT_TIMEOUT", "MAX_RETRY_DELAY",
     "LEASE_TTL", "LOST_RUN_TIMEOUT", "RUN_REQUEST_TIMEOUT",
+    "MIN_INTERVAL",
 )
 RETENTION_DAYS = ("EXECUTION_RETENTION_DAYS", "CHANGE_RETENTION_DAYS", "PROCESS_RETENTION_DAYS")
 
@@ -82,7 +83,7 @@ def check_scheduler_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
                 Error(f"SCHEDULER_APP[{key!r}] must be a number of days >= 0 (0 keeps forever).",
                       id="scheduler_app.E008")
             )
-    for key in ("THREADS", "BACKFILL_LIMIT"):
+    for key in ("THREADS", "BACKFILL_LIMIT", "MAX_CATCH_UP_RUNS"):
         count = configured.get(key, DEFAULTS[key])
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             errors.append(

@@ -68,6 +68,12 @@ DEFAULTS: dict[str, Any] = {
     # Bearer token that may read GET /metrics (besides staff who may view jobs);
     # None: staff sessions only.
     "METRICS_TOKEN": None,
+    # Shortest interval (seconds) any front door accepts for an interval trigger:
+    # shorter ones cost the scheduler a core and flood the history.
+    "MIN_INTERVAL": 1.0,
+    # Most catch-up runs a job that does not coalesce gets after being behind (a long
+    # downtime); the older missed runs are skipped and counted on the first run.
+    "MAX_CATCH_UP_RUNS": 10,
 }
 
 # What SCHEDULER_APP["ALERTS"] holds when a key is left out.

@@ -37,7 +37,7 @@ from django_apscheduler import util
 from django_apscheduler.jobstores import DjangoJobStore
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app import outcomes, services
+from scheduler_app import catchup, outcomes, services
 from scheduler_app.conf import app_settings
 from scheduler_app.models import (
     EXECUTION_LOST,
@@ -236,25 +236,52 @@ class JobStore(DjangoJobStore):
                 _record_broken_runs(claim.job_id, claim.state["func"], claim.run_times)
             elif claim.run_times:
                 claimed.append(ClaimedRun(job=claim.job, run_times=claim.run_times))
-        return self._record_claimed_runs(claimed)
+        claimed = self._record_claimed_runs(claimed)
+        _record_skipped_runs([claim for claim in advanced if claim.skipped and claim.job])
+        return claimed
 
     def _advance(self, job_id: str, job_state: bytes, now: datetime) -> _Advance | None:
-        """A claimed row's due run times and its state with the next run time after them."""
+        """A claimed row's due run times and its state with the next run time after them.
+
+        A job the scheduler cannot schedule (unreadable state, a trigger that fails)
+        is paused by the scheduler through an audited change, and the pass goes on.
+        """
         try:
             state = load_state(job_state)
         except UnreadableState as error:
             # Without a readable trigger there is no next run time to compute;
             # stop selecting the row rather than spinning on it every pass.
-            logger.error("Job %r has unreadable state and is skipped: %s", job_id, error)
-            DjangoJob.objects.filter(id=job_id).update(next_run_time=None)
+            self._set_aside(job_id, f"its stored state cannot be read ({error})")
             return None
-        run_times = _due_run_times(state, now)
-        state["next_run_time"] = (
-            state["trigger"].get_next_fire_time(run_times[-1], now) if run_times else None
-        )
-        if state.get("coalesce") and run_times:
-            run_times = run_times[-1:]
-        return _Advance(job_id, state, dump_state(state), run_times, self._job_from_state(state))
+        try:
+            due = catchup.due_runs(
+                state["trigger"], state.get("next_run_time"), now,
+                coalesce=bool(state.get("coalesce")), limit=app_settings.MAX_CATCH_UP_RUNS,
+            )
+            state["next_run_time"] = due.next_run_time
+            new_state = dump_state(state)
+        except Exception as error:  # a foreign trigger class can raise anything
+            self._set_aside(job_id, f"its trigger failed: {type(error).__name__}: {error}")
+            return None
+        if due.skipped:
+            logger.warning("Job %r was behind: %d missed run(s) skipped, %d run now",
+                           job_id, due.skipped, len(due.run_times))
+        return _Advance(job_id, state, new_state, due.run_times, self._job_from_state(state),
+                        skipped=due.skipped)
+
+    def _set_aside(self, job_id: str, reason: str) -> None:
+        """Pause a job the scheduler cannot even schedule, audited, and record why."""
+        logger.error("Job %r is paused by the scheduler: %s", job_id, reason)
+        next_run_time = DjangoJob.objects.filter(id=job_id).values_list(
+            "next_run_time", flat=True).first()
+        services.pause_unschedulable_job(job_id=job_id, reason=reason)
+        if next_run_time is not None:
+            DjangoJobExecution.objects.get_or_create(
+                job_id=job_id,
+                run_time=next_run_time,
+                defaults={"status": DjangoJobExecution.ERROR,
+                          "exception": f"Not run, job paused: {reason}"[:1000]},
+            )
 
     def _job_from_state(self, state: dict[str, Any]) -> Job | None:
         # As the parent's _reconstitute_job, from the state already unpickled for
@@ -474,6 +501,21 @@ class _Advance:
     job_state: bytes
     run_times: list[datetime]
     job: Job | None
+    # Missed runs skipped before the first of `run_times` (catch-up after a downtime).
+    skipped: int = 0
+
+
+def _record_skipped_runs(advanced: list[_Advance]) -> None:
+    """Say on each job's first catch-up run how many missed runs were skipped before it.
+
+    A statement per job that was behind (rare: after a downtime); the bulk insert of
+    the runs writes every record with the model defaults.
+    """
+    for claim in advanced:
+        ExecutionRecord.objects.filter(
+            execution__job_id=claim.job_id,
+            execution__run_time=util.get_django_internal_datetime(claim.run_times[0]),
+        ).update(skipped_runs=claim.skipped)
 
 
 def _write_next_run_times(advanced: list[_Advance]) -> None:
@@ -540,16 +582,6 @@ def _insert_executions(runs: list[tuple[str, datetime]], *, status: str, cause: 
             [status, [job_id for job_id, _ in runs], [run_time for _, run_time in runs],
              cause, *defaults],
         )
-
-
-def _due_run_times(state: dict[str, Any], now: datetime) -> list[datetime]:
-    """The run times from the stored next run time up to now (as `Job._get_run_times`)."""
-    run_times = []
-    next_run_time = state.get("next_run_time")
-    while next_run_time is not None and next_run_time <= now:
-        run_times.append(next_run_time)
-        next_run_time = state["trigger"].get_next_fire_time(next_run_time, now)
-    return run_times
 
 
 def _record_broken_runs(job_id: str, func_ref: str, run_times: list[datetime]) -> None:

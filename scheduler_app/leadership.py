@@ -27,7 +27,7 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, InterfaceError, connection, transaction
 from django.utils import timezone
 
 from scheduler_app.models import SchedulerLease
@@ -70,7 +70,7 @@ class Leadership:
         started = time.monotonic()
         try:
             epoch = self._renew_or_take_over()
-        except DatabaseError as error:
+        except (DatabaseError, InterfaceError) as error:
             # A lease we could not renew runs out by itself (`_valid_until`).
             logger.warning("Could not refresh the scheduler lease: %s", error)
             self.refresh_failed = True
@@ -109,7 +109,7 @@ class Leadership:
                 name=LEASE_NAME, holder=self.instance, epoch=self.epoch
             ).update(expires_at=timezone.now() - timedelta(seconds=1))
             notify_lease_released()
-        except DatabaseError as error:
+        except (DatabaseError, InterfaceError) as error:
             logger.warning("Could not release the scheduler lease: %s", error)
         self.step_down()
 

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from django.db import DatabaseError, connection, connections
+from django.db import DatabaseError, InterfaceError, connection, connections
 from django.db.models import Max
 
 from scheduler_app.conf import app_settings
@@ -86,7 +86,7 @@ class ChangeListener(threading.Thread):
             try:
                 self.listen()
                 delay = 0.5
-            except DatabaseError as error:
+            except (DatabaseError, InterfaceError) as error:
                 logger.warning("Change listener lost the database (%s); retrying in %.1fs",
                                error, delay)
                 self.stopping.wait(delay)

@@ -37,7 +37,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, Job
 from apscheduler.executors.base import MaxInstancesReachedError
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_STOPPED
 from apscheduler.schedulers.blocking import BlockingScheduler
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, InterfaceError, connections, transaction
 from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 
@@ -131,7 +131,7 @@ class Scheduler(BlockingScheduler):
                 claimed = self.jobstore.claim(now, fence=fence)
             if self.jobstore.dispatch is None:  # else the claim handed them to task workers
                 for run in claimed:
-                    self._submit(run)
+                    self._submit_isolated(run)
             self._sweep_lost_runs()
             self._prune_history()
             self._sweep_overdue_jobs()
@@ -141,7 +141,12 @@ class Scheduler(BlockingScheduler):
         except LeadershipLost as reason:
             logger.warning("Not claiming: %s; standing by", reason)
             return self.leadership.ttl / 3
-        except DatabaseError as error:
+        except (DatabaseError, InterfaceError) as error:
+            return self._back_off(error)
+        except Exception as error:
+            # A bug must not end the loop (APScheduler's `_main_loop` would let it):
+            # the pass is retried with back-off, as after a database error.
+            logger.exception("Unexpected error in the scheduler pass")
             return self._back_off(error)
         self.retry_delay = 0.0
         wait_seconds = app_settings.MAX_SLEEP
@@ -152,6 +157,20 @@ class Scheduler(BlockingScheduler):
             until_next = next_run_time.timestamp() - datetime.now(self.timezone).timestamp()
             wait_seconds = min(max(until_next, 0), wait_seconds)
         return wait_seconds
+
+    def _submit_isolated(self, run: ClaimedRun) -> None:
+        """Submit one claimed run; whatever goes wrong fails that run only.
+
+        The claim has committed: a run that cannot be submitted (a job stored with
+        an executor this scheduler lacks, say) is recorded as an error, and the
+        other claimed runs still start.
+        """
+        try:
+            self._submit(run)
+        except Exception as error:
+            logger.exception("Could not start the run of job %r", run.job.id)
+            _record_not_started(run, f"Not started: {type(error).__name__}: {error}",
+                                status=DjangoJobExecution.ERROR)
 
     def _submit(self, run: ClaimedRun) -> None:
         if not self.leadership.is_active:
@@ -206,7 +225,7 @@ class Scheduler(BlockingScheduler):
         outcomes.raise_overdue_alerts(timezone.now())
         self.next_overdue_sweep = time.monotonic() + OVERDUE_SWEEP_INTERVAL
 
-    def _back_off(self, error: DatabaseError) -> float:
+    def _back_off(self, error: Exception) -> float:
         self.retry_delay = min(max(self.retry_delay * 2, 0.5), app_settings.MAX_RETRY_DELAY)
         logger.warning("Database error in the scheduler pass (%s); retrying in %.1fs",
                        error, self.retry_delay)
@@ -229,16 +248,18 @@ def _task_dispatcher() -> Callable[[str, datetime], None] | None:
     return enqueue_run
 
 
-def _record_not_started(run: ClaimedRun, reason: str) -> None:
+def _record_not_started(
+    run: ClaimedRun, reason: str, *, status: str = DjangoJobExecution.MISSED
+) -> None:
     try:
         with transaction.atomic():
             executions = DjangoJobExecution.objects.filter(
                 job_id=run.job.id, run_time__in=run.run_times
             )
             ids = list(executions.values_list("id", flat=True))
-            executions.update(status=DjangoJobExecution.MISSED, exception=reason)
+            executions.update(status=status, exception=reason[:1000])
             outcomes.record_outcomes(execution_ids=ids)
-    except DatabaseError as error:
+    except (DatabaseError, InterfaceError) as error:
         logger.warning("Could not record that %r was not started: %s", run.job.id, error)
 
 
@@ -264,7 +285,7 @@ class Coordinator(threading.Thread):
                 was_active = active
             try:
                 self.beat(active)
-            except DatabaseError as error:
+            except (DatabaseError, InterfaceError) as error:
                 logger.warning("Heartbeat failed (%s); will try again", error)
                 connections.close_all()
             except Exception:
@@ -322,7 +343,7 @@ class Coordinator(threading.Thread):
             SchedulerProcess.objects.filter(id=self.process_id).update(
                 stopped_at=timezone.now(), role=SchedulerProcess.Role.STANDBY, epoch=None
             )
-        except DatabaseError as error:
+        except (DatabaseError, InterfaceError) as error:
             logger.warning("Could not record the scheduler's stop: %s", error)
 
 

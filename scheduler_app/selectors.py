@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,8 @@ from scheduler_app.models import (
 )
 from scheduler_app.registry import registry
 from scheduler_app.state import UnreadableState, function_is_importable, load_state
+
+logger = logging.getLogger(__name__)
 
 # django-apscheduler's status texts, as the stable slugs clients filter by.
 EXECUTION_STATUS_SLUGS = {
@@ -93,6 +96,8 @@ class ExecutionView:
     # read for the executions lists, not for a job's last run.
     cause: str | None = None
     kwargs: dict[str, Any] | None = None
+    # Missed runs skipped before this one (catch-up after the job was behind).
+    skipped_runs: int = 0
 
     @property
     def lateness(self) -> float | None:
@@ -111,6 +116,7 @@ class ExecutionView:
         columns = {name: getattr(row, name) for name in _EXECUTION_COLUMNS}
         record = getattr(row, "record", None)  # None: recorded before ExecutionRecord existed
         columns["started"] = record.started_at if record else None
+        columns["skipped_runs"] = record.skipped_runs if record else 0
         view = cls._from_columns(row.job_id, columns)
         if record is None:
             return view
@@ -140,6 +146,7 @@ class ExecutionView:
             exception=columns["exception"],
             traceback=columns["traceback"],
             started=columns["started"],
+            skipped_runs=columns.get("skipped_runs") or 0,
         )
 
 
@@ -296,7 +303,8 @@ def _all_job_rows() -> QuerySet[DjangoJob]:
     # Built once: resolving the JSON annotation cost 0.8 ms of every list and detail read.
     return DjangoJob.objects.select_related("record").annotate(
         last_execution=newest_execution(JSONObject(
-            **{name: name for name in _EXECUTION_COLUMNS}, started=_STARTED_COLUMN
+            **{name: name for name in _EXECUTION_COLUMNS}, started=_STARTED_COLUMN,
+            skipped_runs="record__skipped_runs",
         )),
     )
 
@@ -705,27 +713,43 @@ def _stored_state(job_id: str, job_state: bytes) -> _StoredState:
     It spares list pages re-deriving the same schedules on every request.
     """
     try:
-        state = load_state(job_state)
+        return _derived_state(job_id, load_state(job_state))
     except UnreadableState:
         return _UNREADABLE
-    schedule = triggers.Schedule(state["trigger"])
+    except Exception:  # unpickled garbage can fail anywhere: the job shows as unreadable
+        logger.warning("Job %r has a state this process cannot describe", job_id, exc_info=True)
+        return _UNREADABLE
+
+
+def _derived_state(job_id: str, state: dict[str, Any]) -> _StoredState:
+    trigger, next_run_time = state["trigger"], state.get("next_run_time")
     declaration = registry.get(job_id)
-    return _StoredState(
-        readable=True,
-        name=state.get("name"),
-        func=state["func"],
-        trigger_type=schedule.fields["trigger"],
-        trigger_args=schedule.fields["trigger_args"],
-        description=schedule.describe(),
-        is_default_schedule=bool(
+    if triggers.is_standard(trigger):
+        schedule = triggers.Schedule(trigger)
+        fields, description = schedule.fields, schedule.describe()
+        is_default_schedule = bool(
             declaration
             and schedule.matches(declaration.trigger_spec, timezone=app_settings.timezone)
-        ),
-        upcoming=tuple(
-            schedule.fire_times(count=UPCOMING_COUNT, now=state["next_run_time"])
-            if state.get("next_run_time") is not None
-            else ()
-        ),
+        )
+        upcoming = (
+            schedule.fire_times(count=UPCOMING_COUNT, now=next_run_time) if next_run_time else []
+        )
+    else:
+        fields, description = triggers.trigger_fields(trigger), triggers.describe_trigger(trigger)
+        is_default_schedule = False
+        upcoming = (
+            triggers.preview_fire_times(trigger, count=UPCOMING_COUNT, now=next_run_time)
+            if next_run_time else []
+        )
+    return _StoredState(
+        readable=True,
+        name=str(state.get("name") or "") or None,
+        func=str(state["func"]),
+        trigger_type=fields["trigger"],
+        trigger_args=fields["trigger_args"],
+        description=description,
+        is_default_schedule=is_default_schedule,
+        upcoming=tuple(upcoming),
         max_instances=state.get("max_instances"),
         misfire_grace_time=state.get("misfire_grace_time"),
         coalesce=state.get("coalesce"),

@@ -18,7 +18,7 @@ from typing import Any
 
 from apscheduler.job import Job
 from apscheduler.util import ref_to_obj
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, transaction
 from django.db.models import QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -459,6 +459,56 @@ def reset_job(
         return _commit(job, JobChange.Action.RESET, actor, source, "Job reset to its code default.")
 
 
+def pause_unschedulable_job(*, job_id: str, reason: str) -> bool:
+    """The scheduler's own pause of a job it cannot schedule (its state cannot be read,
+    its trigger fails); False if the job is gone or already paused.
+
+    Audited like any pause (actor "scheduler", the reason in the record) and it bumps
+    the version, so a client holding the old version cannot undo it unknowingly.
+    Called inside the scheduler's claim transaction, which already holds the row.
+    """
+    with transaction.atomic():
+        row = DjangoJob.objects.select_for_update().filter(id=job_id).first()
+        if row is None or row.next_run_time is None:
+            return False
+        before = {"enabled": True, "next_run_time": isoformat(row.next_run_time)}
+        try:
+            state = load_state(row.job_state)
+            before = _summary(state)
+            state["next_run_time"] = None
+            row.job_state = dump_state(state)
+        except Exception:  # unreadable or failing: the row's column alone pauses it
+            state = None
+        row.next_run_time = None
+        row.save(update_fields=["job_state", "next_run_time"])
+        record, _ = JobRecord.objects.get_or_create(
+            job=row, defaults={"name": _text_or_id(state, job_id)}
+        )
+        record.version += 1
+        record.updated_at = record.paused_at = timezone.now()
+        record.paused_reason = f"Paused by the scheduler: {reason}"[:500]
+        record.paused_by, record.paused_until = SCHEDULER_ACTOR, None
+        record.save(update_fields=[
+            "version", "updated_at", "paused_reason", "paused_by", "paused_at", "paused_until",
+        ])
+        JobChange.objects.create(
+            job_id=job_id,
+            version=record.version,
+            action=JobChange.Action.PAUSED,
+            actor=SCHEDULER_ACTOR,
+            source=Source.SCHEDULER,
+            before=before,
+            after={**before, "enabled": False, "next_run_time": None, "reason": reason[:500]},
+        )
+        notifications.notify_change(job_id)
+        return True
+
+
+def _text_or_id(state: dict[str, Any] | None, job_id: str) -> str:
+    name = state.get("name") if state else None
+    return name[:255] if isinstance(name, str) and name else job_id[:255]
+
+
 def request_job_run(
     *,
     job_id: str,
@@ -808,7 +858,7 @@ def _refuse_if_declared_in_code(job: _LockedJob, remedy: str) -> None:
 
 
 def sync_jobs_from_code(
-    *, declarations: Iterable[JobDeclaration] | None = None, actor: str = "scheduler"
+    *, declarations: Iterable[JobDeclaration] | None = None, actor: str = SCHEDULER_ACTOR
 ) -> SyncReport:
     """Bring the store in line with code, the way a scheduler start does.
 
@@ -825,12 +875,22 @@ def sync_jobs_from_code(
             # unchanged declared jobs took one transaction each, 24 s).
             report.unchanged.append(declaration.id)
             continue
-        outcome = _sync_declaration(declaration, actor)
+        try:
+            outcome = _sync_declaration(declaration, actor)
+        except (DatabaseError, InterfaceError):
+            raise  # the caller retries the whole sync
+        except Exception as error:
+            # A stored state this version cannot read (or use) must not stop the
+            # scheduler from starting: the job is reported broken, the others run.
+            logger.error("Not syncing job %r from code: %s", declaration.id, error)
+            outcome = "broken"
         getattr(report, outcome).append(declaration.id)
     declared = {declaration.id for declaration in registry}
     stored = selectors.code_job_ids()
     report.orphaned.extend(job_id for job_id in stored if job_id not in declared)
-    report.broken.extend(selectors.broken_job_ids())
+    report.broken.extend(
+        job_id for job_id in selectors.broken_job_ids() if job_id not in report.broken
+    )
     return report
 
 
@@ -1136,7 +1196,13 @@ def _first_fire_time(trigger: Any) -> datetime | None:
     date has passed: a one-off job that already ran must not fire again.
     """
     now = _now()
-    fire_time = trigger.get_next_fire_time(None, now)
+    try:
+        fire_time = trigger.get_next_fire_time(None, now)
+    except Exception as error:  # another app's trigger class can fail in any way
+        raise JobStateConflict(
+            f"The job's trigger cannot work out its next run time ({type(error).__name__}: "
+            f"{error}); give the job a new schedule."
+        ) from None
     return fire_time if fire_time is not None and fire_time >= now else None
 
 

@@ -50,10 +50,10 @@ def isoformat(moment: datetime | None) -> str | None:
 
 
 def trigger_type_name(trigger: Any) -> str:
-    """"cron", "interval" or "date" for APScheduler's triggers, else the class name."""
+    """"cron", "interval" or "date" for APScheduler's triggers, else "custom"."""
     from apscheduler.triggers.cron import CronTrigger
     from apscheduler.triggers.date import DateTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
     names = {CronTrigger: "cron", IntervalTrigger: "interval", DateTrigger: "date"}
-    return names.get(type(trigger), type(trigger).__name__)
+    return names.get(type(trigger), "custom")

@@ -31,6 +31,7 @@ from cron_descriptor import ExpressionDescriptor, Options
 from cron_descriptor.ExpressionParser import ExpressionParser
 from cron_descriptor.GetText import GetText
 
+from scheduler_app.conf import app_settings
 from scheduler_app.exceptions import InvalidTrigger
 
 CRON_FIELDS = CronTrigger.FIELD_NAMES
@@ -93,21 +94,34 @@ def build_trigger(
     return trigger
 
 
+# The trigger type shown for any trigger that is not cron, interval or date (an
+# `OrTrigger`, an `AndTrigger`, a class of another app's): it has no canonical
+# fields, only its own words and fire times.
+CUSTOM = "custom"
+STANDARD_TRIGGERS = (CronTrigger, IntervalTrigger, DateTrigger)
+
+
+def is_standard(trigger: Any) -> bool:
+    """Whether this module can describe the trigger by canonical fields."""
+    return type(trigger) in STANDARD_TRIGGERS
+
+
 def trigger_fields(trigger: BaseTrigger) -> dict[str, Any]:
-    """Return the canonical, JSON-serialisable spec of a cron, interval or date trigger."""
+    """Return the canonical, JSON-serialisable spec of a cron, interval or date trigger.
+
+    Any other trigger is `{"trigger": "custom", "trigger_args": {}}`.
+    """
+    if not is_standard(trigger):
+        return {"trigger": CUSTOM, "trigger_args": {}}
     if isinstance(trigger, CronTrigger):
         fields = {field.name: str(field) for field in trigger.fields}
         return {"trigger": "cron", "trigger_args": {**fields, **_common_fields(trigger)}}
     if isinstance(trigger, IntervalTrigger):
         parts = _interval_parts(trigger.interval)
         return {"trigger": "interval", "trigger_args": {**parts, **_common_fields(trigger)}}
-    if isinstance(trigger, DateTrigger):
-        run_date = trigger.run_date
-        args = {"run_date": run_date.isoformat(), "timezone": _zone_name(run_date.tzinfo)}
-        return {"trigger": "date", "trigger_args": args}
-    raise InvalidTrigger(
-        f"{type(trigger).__name__} is not a cron, interval or date trigger.", field="trigger"
-    )
+    run_date = trigger.run_date  # a DateTrigger
+    args = {"run_date": run_date.isoformat(), "timezone": _zone_name(run_date.tzinfo)}
+    return {"trigger": "date", "trigger_args": args}
 
 
 class _ByKey:
@@ -168,10 +182,13 @@ class Schedule(_ByKey):
 
 
 def describe_trigger(trigger: BaseTrigger) -> str:
-    """Say in a few words when a trigger fires."""
-    if isinstance(trigger, CronTrigger | IntervalTrigger | DateTrigger):
+    """Say in a few words when a trigger fires; a custom trigger says it itself."""
+    if is_standard(trigger):
         return Schedule(trigger).describe()
-    return str(trigger)
+    try:
+        return f"Custom trigger: {trigger}"[:MAX_STRING_LENGTH]
+    except Exception:  # another app's __str__ may fail: the class name still helps
+        return f"Custom trigger ({type(trigger).__name__})"
 
 
 # Words are a few dozen bytes, and a cron description costs cron-descriptor about
@@ -198,6 +215,11 @@ def preview_fire_times(
     """
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_PREVIEW:
         raise InvalidTrigger(f"must be a whole number from 0 to {MAX_PREVIEW}.", field="count")
+    if not is_standard(trigger):
+        try:
+            return _preview_uncached(trigger, count, now)
+        except Exception:  # another app's trigger may fail: it just shows no times
+            return []
     if now is not None and now.tzinfo is not None:
         return Schedule(trigger).fire_times(count=count, now=now)
     return _preview_uncached(trigger, count, now)
@@ -245,7 +267,7 @@ def is_same_schedule(
     stored: BaseTrigger, default_spec: Mapping[str, Any], *, timezone: tzinfo
 ) -> bool:
     """Tell whether a stored trigger still has the schedule a code declaration gives it."""
-    if not isinstance(stored, CronTrigger | IntervalTrigger | DateTrigger):
+    if not is_standard(stored):
         return False
     return Schedule(stored).matches(default_spec, timezone=timezone)
 
@@ -369,6 +391,7 @@ def _build_interval(args: dict[str, Any], zone: tzinfo) -> IntervalTrigger:
         )
     if interval > MAX_INTERVAL:
         raise InvalidTrigger("the interval is longer than 100 years.", field="trigger_args")
+    _check_min_interval(interval, args)
     start_date, end_date = _date_range(args, zone)
     return IntervalTrigger(
         days=interval.days,
@@ -377,6 +400,20 @@ def _build_interval(args: dict[str, Any], zone: tzinfo) -> IntervalTrigger:
         end_date=end_date,
         timezone=zone,
         jitter=_jitter(args),
+    )
+
+
+def _check_min_interval(interval: timedelta, args: Mapping[str, Any]) -> None:
+    # APScheduler runs an interval of a microsecond; the scheduler then does nothing
+    # but fire it, and its history fills with a million runs a second.
+    minimum = app_settings.MIN_INTERVAL
+    if interval >= timedelta(seconds=minimum):
+        return
+    given = [unit for unit in INTERVAL_UNITS if args.get(unit)]
+    raise InvalidTrigger(
+        f"the interval is {_amount(interval.total_seconds())} s; the shortest allowed is "
+        f"{_amount(float(minimum))} s (SCHEDULER_APP['MIN_INTERVAL']).",
+        field=f"trigger_args.{given[0]}" if len(given) == 1 else "trigger_args",
     )
 
 

@@ -355,6 +355,7 @@ def in_the_past() -> str:
         ({"trigger": "interval", "minutes": "5", "timezone": "Mars/Olympus"}, "timezone",
          "unknown time zone"),
         ({"trigger": "hourly"}, "trigger", "Select a valid choice"),
+        ({"trigger": "interval", "seconds": "0.001"}, "seconds", "the shortest allowed is 1 s"),
     ],
 )
 def test_invalid_schedule_shows_the_error_on_its_field_and_changes_nothing(

@@ -51,6 +51,7 @@ JOB_FIELDS = {
 }
 LAST_EXECUTION_FIELDS = {
     "id", "status", "run_time", "started", "lateness", "finished", "duration", "exception",
+    "skipped_runs",
 }
 PASSWORD = "correct horse battery staple"
 
@@ -534,6 +535,10 @@ BAD_SCHEDULES = [
     ("schedule that fired for the last time", {"trigger": "cron", "trigger_args": {"year": 2001}},
      "trigger_args"),
     ("wrong type of trigger_args", {"trigger": "cron", "trigger_args": ["*/5"]}, "trigger_args"),
+    ("interval of a microsecond",
+     {"trigger": "interval", "trigger_args": {"seconds": 0.000001}}, "trigger_args.seconds"),
+    ("interval below MIN_INTERVAL",
+     {"trigger": "interval", "trigger_args": {"seconds": 0.5}}, "trigger_args.seconds"),
     ("wrong type of a value", {"trigger": "interval", "trigger_args": {"minutes": "five"}},
      "trigger_args.minutes"),
     ("wrong type of jitter", {"trigger": "interval", "trigger_args": {"minutes": 5, "jitter": "x"}},

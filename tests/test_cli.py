@@ -45,7 +45,7 @@ API_JOB_FIELDS = {
 }
 API_EXECUTION_FIELDS = {
     "id", "job", "status", "run_time", "started", "lateness", "finished", "duration", "exception",
-    "traceback", "cause", "kwargs",
+    "traceback", "cause", "kwargs", "skipped_runs",
 }
 ANSI_ESCAPE = "\x1b["
 
@@ -351,6 +351,8 @@ def test_reschedule_options_become_the_stored_trigger(synced, options, trigger, 
          "trigger_args.timezone: unknown time zone 'Mars/Olympus'"),
         (["--trigger", "interval", "--arg", "minute=5"], "trigger_args.minute: unknown argument"),
         (["--trigger", "date"], "trigger_args.run_date: is required"),
+        (["--trigger", "interval", "--arg", "seconds=0.000001"],
+         "trigger_args.seconds: the interval is 0.000001 s; the shortest allowed is 1 s"),
     ],
 )
 @pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])

@@ -10,6 +10,7 @@ import pytest
 from apscheduler.job import Job
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from django.db import connection, connections, transaction
@@ -18,7 +19,7 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import selectors, services
 from scheduler_app.jobstore import JobStore
-from scheduler_app.models import ExecutionRecord, JobRecord, RunRequest
+from scheduler_app.models import ExecutionRecord, JobChange, JobRecord, RunRequest
 from tests.conftest import edit_stored_job, run_in_threads
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
@@ -271,3 +272,92 @@ def test_a_run_already_fired_is_left_out_and_the_rest_of_the_batch_is_claimed(st
     assert claimed == {"a": [NOW - timedelta(minutes=2), NOW], "b": [NOW]}
     assert DjangoJobExecution.objects.filter(job_id="a").count() == 3
     assert ExecutionRecord.objects.filter(execution__job_id="a").count() == 2
+
+
+class _FailingTrigger(BaseTrigger):
+    """A custom trigger (another app's) whose fire-time arithmetic fails."""
+
+    def get_next_fire_time(self, previous_fire_time, now):
+        raise RuntimeError("cannot compute")
+
+
+@pytest.mark.django_db
+class TestCatchUp:
+    def test_a_job_an_hour_behind_gets_a_bounded_number_of_runs_and_counts_the_rest(
+        self, store, scheduler
+    ):
+        trigger = IntervalTrigger(seconds=1, start_date=NOW - timedelta(days=1), timezone=UTC)
+        store.add_job(make_job(scheduler, "a", NOW - timedelta(hours=1), trigger=trigger))
+
+        [claimed] = store.claim_due_jobs(NOW)
+
+        assert claimed.run_times == [NOW - timedelta(seconds=s) for s in range(9, -1, -1)]
+        records = ExecutionRecord.objects.filter(execution__job_id="a").order_by(
+            "execution__run_time")
+        assert [r.skipped_runs for r in records] == [3601 - 10] + [0] * 9
+        assert DjangoJob.objects.get(id="a").next_run_time == NOW + timedelta(seconds=1)
+
+    def test_the_bound_is_a_setting_and_coalescing_jobs_run_once(self, store, scheduler, settings):
+        settings.SCHEDULER_APP = {**settings.SCHEDULER_APP, "MAX_CATCH_UP_RUNS": 2}
+        trigger = IntervalTrigger(seconds=1, start_date=NOW - timedelta(days=1), timezone=UTC)
+        store.add_job(make_job(scheduler, "a", NOW - timedelta(minutes=1), trigger=trigger))
+        store.add_job(make_job(scheduler, "c", NOW - timedelta(minutes=1), trigger=trigger,
+                               coalesce=True))
+
+        claimed = {run.job.id: run.run_times for run in store.claim_due_jobs(NOW)}
+
+        assert claimed == {"a": [NOW - timedelta(seconds=1), NOW], "c": [NOW]}
+        skipped = dict(ExecutionRecord.objects.filter(skipped_runs__gt=0)
+                       .values_list("execution__job_id", "skipped_runs"))
+        assert skipped == {"a": 59, "c": 60}
+
+    def test_a_microsecond_interval_stored_behind_the_checks_costs_a_bounded_pass(
+        self, store, scheduler
+    ):
+        trigger = IntervalTrigger(seconds=0.000001, start_date=NOW - timedelta(days=1),
+                                  timezone=UTC)
+        store.add_job(make_job(scheduler, "a", NOW - timedelta(seconds=2), trigger=trigger))
+
+        started = time.monotonic()
+        [claimed] = store.claim_due_jobs(NOW)
+
+        # The one-by-one walk took 2,000,001 trigger calls (many seconds); counting takes none.
+        assert time.monotonic() - started < 5
+        assert len(claimed.run_times) == 10
+        assert ExecutionRecord.objects.get(skipped_runs__gt=0).skipped_runs == 2_000_001 - 10
+
+
+@pytest.mark.django_db
+class TestJobsTheSchedulerSetsAside:
+    def test_unreadable_state_is_paused_through_an_audited_change(self, store, scheduler):
+        store.add_job(make_job(scheduler, "bad", NOW - timedelta(minutes=1)))
+        store.add_job(make_job(scheduler, "good", NOW - timedelta(minutes=1)))
+        DjangoJob.objects.filter(id="bad").update(job_state=b"\x80\x05garbage")
+
+        claimed = store.claim_due_jobs(NOW)
+
+        assert [run.job.id for run in claimed] == ["good"]
+        assert DjangoJob.objects.get(id="bad").next_run_time is None
+        assert JobRecord.objects.get(job_id="bad").version == 2
+        change = JobChange.objects.get(job_id="bad")
+        assert (change.action, change.actor, change.source, change.version) == (
+            "paused", "scheduler", "scheduler", 2)
+        assert "cannot be read" in change.after["reason"]
+        execution = DjangoJobExecution.objects.get(job_id="bad")
+        assert execution.status == DjangoJobExecution.ERROR
+        assert "Not run, job paused" in execution.exception
+
+    def test_a_trigger_that_fails_pauses_its_job_and_the_others_are_claimed(self, store, scheduler):
+        store.add_job(make_job(scheduler, "bad", NOW - timedelta(minutes=1),
+                               trigger=_FailingTrigger()))
+        store.add_job(make_job(scheduler, "good", NOW - timedelta(minutes=1)))
+
+        claimed = store.claim_due_jobs(NOW)
+
+        assert [run.job.id for run in claimed] == ["good"]
+        assert DjangoJob.objects.get(id="bad").next_run_time is None
+        change = JobChange.objects.get(job_id="bad")
+        assert change.actor == "scheduler"
+        assert "RuntimeError: cannot compute" in change.after["reason"]
+        assert selectors.get_job(job_id="bad").trigger == "custom"
+        assert store.claim_due_jobs(NOW + timedelta(minutes=1)) == []

@@ -162,3 +162,30 @@ def test_a_second_scheduler_stands_by_and_says_so(start_scheduler):
     services.request_job_run(**operator(job_id="probe.record"))
     wait_for(lambda: ProbeRun.objects.exists(), timeout=5)
     assert ProbeRun.objects.get().pid == first.process.pid
+
+
+def test_a_broken_declared_job_and_a_run_that_cannot_start_leave_the_others_running(
+    start_scheduler,
+):
+    services.sync_jobs_from_code()
+    # A declared job whose stored state this version cannot unpickle: the start-up
+    # sync used to raise JobBroken and end the process.
+    DjangoJob.objects.filter(id="probe.slow").update(job_state=b"\x80\x05not a pickle")
+    # A due job stored with an executor this scheduler does not have: submitting it
+    # raised KeyError after the claim committed and ended the loop.
+    copy_stored_job("probe.noop", "no.such.executor", executor="gone",
+                    next_run_time=datetime.now(UTC) - timedelta(seconds=1))
+
+    scheduler = start_scheduler()
+
+    execution = wait_for(
+        lambda: DjangoJobExecution.objects.filter(
+            job_id="no.such.executor", status=DjangoJobExecution.ERROR).first(),
+        timeout=10,
+    )
+    assert "KeyError" in execution.exception
+    assert "Broken (function cannot be imported): 1 (probe.slow)" in scheduler.output
+    services.request_job_run(**operator(job_id="probe.record"))
+    wait_for(lambda: ProbeRun.objects.filter(job_id="probe.record").exists(), timeout=10)
+    assert scheduler.process.poll() is None
+    assert selectors.get_job(job_id="probe.slow").broken

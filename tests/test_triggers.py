@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
@@ -629,14 +630,62 @@ def test_cron_fields_are_all_eight_strings_plus_dates_zone_and_jitter() -> None:
     }
 
 
-def test_trigger_fields_refuses_triggers_it_cannot_express() -> None:
+def test_a_trigger_without_canonical_fields_is_custom_and_describes_itself() -> None:
     combined = OrTrigger([build("cron", hour=1), build("cron", hour=2)])
 
-    with pytest.raises(InvalidTrigger) as caught:
-        trigger_fields(combined)
+    assert trigger_fields(combined) == {"trigger": "custom", "trigger_args": {}}
+    assert describe_trigger(combined).startswith("Custom trigger: or[")
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    assert [t.hour for t in preview_fire_times(combined, count=3, now=now)] == [1, 2, 1]
 
-    assert caught.value.field == "trigger"
-    assert "OrTrigger" in caught.value.detail
+
+class _FailingTrigger(BaseTrigger):
+    def get_next_fire_time(self, previous_fire_time, now):
+        raise RuntimeError("this trigger is broken")
+
+    def __str__(self) -> str:
+        raise RuntimeError("and cannot even say so")
+
+
+def test_a_custom_trigger_that_fails_still_has_words_and_no_fire_times() -> None:
+    assert describe_trigger(_FailingTrigger()) == "Custom trigger (_FailingTrigger)"
+    assert preview_fire_times(_FailingTrigger(), count=3) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        ({"seconds": 0.000001}, "trigger_args.seconds"),
+        ({"seconds": 0.999}, "trigger_args.seconds"),
+        ({"minutes": 0.001}, "trigger_args.minutes"),
+        ({"minutes": 0.001, "seconds": 0.5}, "trigger_args"),
+    ],
+)
+def test_intervals_below_the_minimum_are_refused_naming_the_field(args, field) -> None:
+    with pytest.raises(InvalidTrigger) as caught:
+        build("interval", **args)
+
+    assert caught.value.field == field
+    assert "shortest allowed is 1 s" in caught.value.detail
+
+
+def test_the_minimum_interval_is_a_setting(settings) -> None:
+    settings.SCHEDULER_APP = {**settings.SCHEDULER_APP, "MIN_INTERVAL": 60}
+
+    with pytest.raises(InvalidTrigger, match="shortest allowed is 60 s"):
+        build("interval", seconds=59)
+    assert build("interval", minutes=1).interval == timedelta(minutes=1)
+
+
+def test_scheduled_job_declarations_below_the_minimum_interval_fail_at_import() -> None:
+    from scheduler_app import scheduled_job
+
+    with pytest.raises(InvalidTrigger, match="trigger_args.seconds"):
+        scheduled_job("interval", seconds=0.001, id="tests.too_fast")(_declared_too_fast)
+
+
+def _declared_too_fast() -> None:
+    """A job function for the declaration test."""
 
 
 ZONES = st.sampled_from([None, "UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"])

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
+from django.utils.translation import ngettext
 from django_apscheduler.models import DjangoJobExecution
 
 from scheduler_app import selectors
@@ -59,7 +60,7 @@ class ExecutionAdmin(JobHistoryAdmin):
 
     changelist_title = "Runs"
     list_display = (
-        "scheduled", "job_link", "status_badge", "ran", "lateness", "duration_seconds",
+        "scheduled", "job_link", "status_badge", "ran", "lateness", "duration_seconds", "skipped",
         "exception_summary",
     )
     list_display_links = ("scheduled",)
@@ -67,7 +68,7 @@ class ExecutionAdmin(JobHistoryAdmin):
     search_fields = ("job__id", "exception")
     fields = (
         "job_link", "status_badge", "cause", "run_arguments", "scheduled", "started", "lateness",
-        "finished_at", "duration_seconds", "exception", "traceback_block",
+        "finished_at", "duration_seconds", "skipped", "exception", "traceback_block",
     )
     readonly_fields = fields
 
@@ -124,6 +125,13 @@ class ExecutionAdmin(JobHistoryAdmin):
     @admin.display(description="Exception", ordering="exception")
     def exception_summary(self, row: DjangoJobExecution) -> str:
         return Truncator(row.exception or "").chars(EXCEPTION_SUMMARY_LENGTH)
+
+    @admin.display(description="Skipped before")
+    def skipped(self, row: DjangoJobExecution) -> str:
+        count = selectors.ExecutionView.from_row(row).skipped_runs
+        if not count:
+            return "—"
+        return ngettext("%(count)d missed run", "%(count)d missed runs", count) % {"count": count}
 
     @admin.display(description="Duration", ordering="duration")
     def duration_seconds(self, row: DjangoJobExecution) -> str:

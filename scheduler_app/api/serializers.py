@@ -76,6 +76,11 @@ class ExecutionSerializer(serializers.Serializer):
         read_only=True, allow_null=True, help_text="Seconds the run took."
     )
     exception = serializers.CharField(read_only=True, allow_null=True)
+    skipped_runs = serializers.IntegerField(
+        read_only=True,
+        help_text="Missed runs skipped before this one: the job was behind (a downtime) and "
+        "gets at most SCHEDULER_APP['MAX_CATCH_UP_RUNS'] catch-up runs, one if it coalesces.",
+    )
     traceback = serializers.CharField(read_only=True, allow_null=True)
     cause = serializers.CharField(
         read_only=True, allow_null=True, help_text="scheduled, run_now or backfill."
@@ -117,6 +122,7 @@ def _run_representation(
         finished=moment(run.finished),
         duration=run.duration,
         exception=run.exception,
+        skipped_runs=run.skipped_runs,
     )
     if whole:
         representation.update(traceback=run.traceback, cause=run.cause, kwargs=run.kwargs)

@@ -134,7 +134,10 @@ def schedule_preview(
 def executions_table(
     executions: Sequence[ExecutionView], *, job_id: str | None, now: datetime, style: Any
 ) -> list[str]:
-    headers = ["ID", "JOB", "STATUS", f"RUN TIME ({zone()})", "LATENESS", "DURATION", "EXCEPTION"]
+    headers = [
+        "ID", "JOB", "STATUS", f"RUN TIME ({zone()})", "LATENESS", "DURATION", "SKIPPED BEFORE",
+        "EXCEPTION",
+    ]
     rows = [
         [
             str(execution.id),
@@ -143,13 +146,16 @@ def executions_table(
             output.when(execution.run_time, now=now),
             output.seconds(execution.lateness),
             output.seconds(execution.duration),
+            str(execution.skipped_runs) if execution.skipped_runs else "",
             execution.exception or "",
         ]
         for execution in executions
     ]
-    return output.table(
-        headers, rows, style=style, flexible={"EXCEPTION"}, omit=_job_column(job_id)
-    )
+    # Skipped runs are rare (catch-up after a downtime): no column when there are none.
+    omit = _job_column(job_id)
+    if not any(execution.skipped_runs for execution in executions):
+        omit.add("SKIPPED BEFORE")
+    return output.table(headers, rows, style=style, flexible={"EXCEPTION"}, omit=omit)
 
 
 def changes_table(changes: Sequence[JobChange], *, job_id: str | None, style: Any) -> list[str]:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand
-from django.db import DatabaseError, connection, connections
+from django.db import DatabaseError, InterfaceError, connection, connections
 
 from scheduler_app import selectors, services
 from scheduler_app.conf import app_settings
@@ -50,7 +50,7 @@ class Command(BaseCommand):
         while not scheduler.stop_requested.is_set():
             try:
                 return services.sync_jobs_from_code()
-            except DatabaseError as error:
+            except (DatabaseError, InterfaceError) as error:
                 logger.warning("Database unavailable at start (%s); retrying in %.1fs",
                                error, delay)
                 connections.close_all()
