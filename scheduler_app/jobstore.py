@@ -168,6 +168,32 @@ class JobStore(DjangoJobStore):
         restored = (self._restore_or_none(job_id, job_state) for job_id, job_state in rows)
         return [job for job in restored if job is not None]
 
+    @util.retry_on_db_operational_error
+    def get_next_run_time(self) -> datetime | None:
+        """The earliest next run time of a job `get_due_jobs` would return.
+
+        The parent returns the earliest of all rows: with a broken job due, a stock
+        APScheduler scheduler is told to wake up now, gets nothing due, and asks
+        again at once, forever (a busy loop). Broken jobs are skipped here as they
+        are in `get_due_jobs`; usually the first row is the answer.
+        """
+        rows = (
+            DjangoJob.objects.filter(next_run_time__isnull=False)
+            .order_by("next_run_time", "id")
+            .values_list("job_state", "next_run_time")
+        )
+        for job_state, next_run_time in rows.iterator(chunk_size=50):
+            if self._can_restore(job_state):
+                return util.get_apscheduler_datetime(next_run_time, self._scheduler)
+        return None
+
+    def _can_restore(self, job_state: bytes) -> bool:
+        try:
+            self._reconstitute_job(job_state)
+        except Exception:  # unpickling and importing can raise anything
+            return False
+        return True
+
     def _restore_or_none(self, job_id: str, job_state: bytes) -> Job | None:
         try:
             return self._reconstitute_job(job_state)

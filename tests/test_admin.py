@@ -440,6 +440,28 @@ def test_change_page_button_with_a_stale_version_changes_nothing(editor):
     assert "someone else changed it" in messages_of(response)[0]
 
 
+@pytest.mark.parametrize("version", ["", "²", "1.0", "-1", "x"])
+def test_change_page_button_without_a_whole_version_is_refused_and_changes_nothing(
+    editor, version
+):
+    before = snapshot(JOB)
+    data = {"version": version} if version else {}
+
+    response = editor.post(operation_url("pause"), data)
+
+    assert response.status_code == 400
+    assert b"version: a whole number is required." in response.content
+    assert snapshot(JOB) == before
+
+
+def test_a_nul_byte_in_an_admin_job_id_is_not_found(editor):
+    version = selectors.get_job(job_id=JOB).version
+
+    assert editor.post(operation_url("pause", "a\x00b"), {"version": version}).status_code == 404
+    assert editor.get(change_url("a\x00b")).status_code == 404
+    assert editor.get(preview_url("a\x00b")).status_code == 404
+
+
 def test_change_page_buttons_only_take_posts(editor):
     assert editor.get(operation_url("pause")).status_code == 405
     assert editor.post(operation_url("explode"), {}).status_code == 404

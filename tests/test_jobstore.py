@@ -29,6 +29,14 @@ def probe() -> None:
     """A job function for the contract tests."""
 
 
+STOCK_RUN = threading.Event()
+
+
+def mark_stock_run() -> None:
+    """A job function the stock-scheduler test watches."""
+    STOCK_RUN.set()
+
+
 @pytest.fixture
 def scheduler() -> BlockingScheduler:
     return BlockingScheduler(timezone=UTC)
@@ -361,3 +369,39 @@ class TestJobsTheSchedulerSetsAside:
         assert "RuntimeError: cannot compute" in change.after["reason"]
         assert selectors.get_job(job_id="bad").trigger == "custom"
         assert store.claim_due_jobs(NOW + timedelta(minutes=1)) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stock_apscheduler_scheduler_does_not_busy_loop_on_a_due_broken_job():
+    """The store used as a drop-in store of a stock APScheduler 3 scheduler, as documented."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    passes = 0
+    STOCK_RUN.clear()
+
+    class CountingScheduler(BackgroundScheduler):
+        def _process_jobs(self):
+            nonlocal passes
+            passes += 1
+            return super()._process_jobs()
+
+    stock = CountingScheduler(timezone=UTC)
+    stock.add_jobstore(JobStore(), "default")
+    stock.start(paused=True)
+    try:
+        stock.add_job(probe, "interval", hours=1, id="broken",
+                      next_run_time=datetime.now(UTC) - timedelta(seconds=1))
+        break_job("broken")
+        stock.add_job(mark_stock_run, "date", id="healthy",
+                      run_date=datetime.now(UTC) + timedelta(seconds=1))
+        passes = 0
+        stock.resume()
+        assert STOCK_RUN.wait(10), "the healthy job did not run"
+        time.sleep(1)
+    finally:
+        stock.shutdown(wait=False)
+        connections.close_all()
+
+    # Measured before the fix: thousands of passes a second.
+    assert passes < 20
+    assert DjangoJob.objects.filter(id="broken").exists()
