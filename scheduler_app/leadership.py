@@ -107,7 +107,7 @@ class Leadership:
         try:
             SchedulerLease.objects.filter(
                 name=LEASE_NAME, holder=self.instance, epoch=self.epoch
-            ).update(expires_at=timezone.now() - timedelta(seconds=1))
+            ).update(expires_at=database_now() - timedelta(seconds=1))
             notify_lease_released()
         except (DatabaseError, InterfaceError) as error:
             logger.warning("Could not release the scheduler lease: %s", error)

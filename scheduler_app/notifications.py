@@ -4,7 +4,7 @@ How a committed change reaches the running scheduler within a second.
 Writers call `notify_change()` inside their transaction. On PostgreSQL that is a
 `NOTIFY`, which the server delivers only when the transaction commits, so a
 rolled-back change wakes nobody. Elsewhere (SQLite) the change's own audit or
-run-request row is the signal: `PollingListener` watches their highest ids.
+run-request row is the signal: `PollingListener` watches the newest of their ids.
 
 The scheduler process runs one listener thread that calls `wake()` on a change;
 the scheduler's capped sleep is the safety net for a notification lost while the
@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import DatabaseError, InterfaceError, connection, connections
-from django.db.models import Max
 
 from scheduler_app.conf import app_settings
 
@@ -53,13 +52,23 @@ def notify_lease_released() -> None:
             cursor.execute("SELECT pg_notify(%s, %s)", [app_settings.CHANNEL, LEASE_RELEASED])
 
 
-def change_marker() -> tuple[int, int]:
-    """The newest audit and run-request ids: any committed change moves one of them."""
+# How many of the newest audit and run-request ids the change marker holds: more
+# than the changes that can be in flight (inserted, not yet committed) at once.
+MARKER_IDS = 200
+
+
+def change_marker() -> tuple[frozenset[int], frozenset[int]]:
+    """The newest committed audit and run-request ids: every commit of a change moves it.
+
+    Not `Max(id)`: ids are taken at insert, not at commit, so a change that took id 7
+    and commits after the one that took id 8 would leave the maximum at 8 and go
+    unseen. A late commit of a lower id still enters this set of the newest ids.
+    """
     from scheduler_app.models import JobChange, RunRequest
 
-    return (
-        JobChange.objects.aggregate(newest=Max("id"))["newest"] or 0,
-        RunRequest.objects.aggregate(newest=Max("id"))["newest"] or 0,
+    return tuple(
+        frozenset(model.objects.order_by("-id").values_list("id", flat=True)[:MARKER_IDS])
+        for model in (JobChange, RunRequest)
     )
 
 

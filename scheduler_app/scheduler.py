@@ -45,7 +45,12 @@ from scheduler_app import alerts, outcomes, selectors, services
 from scheduler_app.conf import app_settings
 from scheduler_app.executor import RecordingExecutor
 from scheduler_app.jobstore import ClaimedRun, JobStore
-from scheduler_app.leadership import Leadership, LeadershipLost, new_instance_name
+from scheduler_app.leadership import (
+    Leadership,
+    LeadershipLost,
+    database_now,
+    new_instance_name,
+)
 from scheduler_app.models import SchedulerProcess
 from scheduler_app.notifications import make_listener, uses_listen_notify
 from scheduler_app.recorder import RunRecorder, RunReport, count_toward_auto_pause
@@ -321,7 +326,7 @@ class Coordinator(threading.Thread):
             logger.info("Standing by: another scheduler holds the lease")
 
     def beat(self, active: bool) -> None:
-        now = timezone.now()
+        now = database_now()  # the clock the status endpoint compares with
         role = SchedulerProcess.Role.ACTIVE if active else SchedulerProcess.Role.STANDBY
         fields = {"last_heartbeat": now, "role": role, "epoch": self.leadership.epoch}
         if self.process_id is None:
@@ -341,7 +346,7 @@ class Coordinator(threading.Thread):
             return
         try:
             SchedulerProcess.objects.filter(id=self.process_id).update(
-                stopped_at=timezone.now(), role=SchedulerProcess.Role.STANDBY, epoch=None
+                stopped_at=database_now(), role=SchedulerProcess.Role.STANDBY, epoch=None
             )
         except (DatabaseError, InterfaceError) as error:
             logger.warning("Could not record the scheduler's stop: %s", error)

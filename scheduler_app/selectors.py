@@ -29,7 +29,7 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 from scheduler_app import triggers
 from scheduler_app.conf import app_settings
 from scheduler_app.exceptions import JobNotFound
-from scheduler_app.leadership import LEASE_NAME
+from scheduler_app.leadership import LEASE_NAME, database_now
 from scheduler_app.models import (
     EXECUTION_LOST,
     EXECUTION_QUEUED,
@@ -250,6 +250,8 @@ class SchedulerStatus:
     jobs_paused: int
     jobs_broken: int
     instances: list[SchedulerInstance]
+    # The database's clock when this was read: what the heartbeat times compare with.
+    checked_at: datetime | None = None
 
 
 def job_queryset(
@@ -459,6 +461,7 @@ def scheduler_status() -> SchedulerStatus:
         jobs_total=total,
         jobs_paused=paused,
         jobs_broken=broken,
+        checked_at=database_now(),
         instances=[
             SchedulerInstance(
                 host=p.host,

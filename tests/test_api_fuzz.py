@@ -109,3 +109,4 @@ def test_no_request_gets_a_server_error_or_changes_a_job_when_refused(case, supe
     case.validate_response(response, checks=CHECKS)
     if 400 <= response.status_code < 500:
         assert store_state() == before, f"{response.status_code} changed the store"
+

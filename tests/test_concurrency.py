@@ -153,3 +153,33 @@ def test_a_read_waiting_on_a_write_sees_the_written_version_and_schedule(monkeyp
     [job] = reads
     assert job.version == DjangoJob.objects.get(id=JOB).record.version
     assert job.trigger_args["minutes"] == 7
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_the_polling_change_marker_sees_a_lower_id_that_commits_later():
+    """Ids are taken at insert: change A takes id n, change B takes n + 1 and commits
+    first. `Max(id)` then never moves again when A commits; the marker must."""
+    from django.db import connections, transaction
+
+    inserted, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_change() -> None:
+        try:
+            with transaction.atomic():
+                JobChange.objects.create(job_id="a", version=1, action="paused", actor="a",
+                                         source="api")
+                inserted.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+            done.set()
+
+    threading.Thread(target=slow_change).start()
+    assert inserted.wait(10)
+    JobChange.objects.create(job_id="b", version=1, action="paused", actor="b", source="api")
+    after_b = notifications.change_marker()
+    release.set()
+    assert done.wait(10)
+
+    assert notifications.change_marker() != after_b

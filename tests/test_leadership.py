@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection, connections, transaction
@@ -205,3 +206,25 @@ def test_a_renewal_that_timed_out_behind_a_long_claim_is_retried_before_the_leas
         coordinator.join(10)
     assert claim_started.is_set()
     assert not lapsed, "the lease lapsed after one renewal timed out"
+
+
+def test_running_does_not_depend_on_the_hosts_clocks(monkeypatch):
+    """Scheduler host a minute behind, web host a minute ahead: still running."""
+    from unittest import mock
+
+    from django.utils import timezone as django_timezone
+
+    from scheduler_app import selectors
+    from scheduler_app.scheduler import Coordinator, Scheduler
+
+    real_now = django_timezone.now
+    scheduler = Scheduler()
+    with mock.patch.object(django_timezone, "now", lambda: real_now() - timedelta(minutes=1)):
+        assert scheduler.leadership.refresh()
+        Coordinator(scheduler, "notify").beat(active=True)
+    with mock.patch.object(django_timezone, "now", lambda: real_now() + timedelta(minutes=1)):
+        status = selectors.scheduler_status()
+
+    assert status.running
+    assert abs((status.checked_at - real_now()).total_seconds()) < 5
+    scheduler.leadership.release()

@@ -153,7 +153,9 @@ class Command(BaseCommand):
         if as_json:
             self._write_json(SchedulerStatusSerializer(status).data)
         else:
-            self._print(presenters.status_details(status, now=timezone.now(), style=self.style))
+            self._print(presenters.status_details(
+                status, now=status.checked_at or timezone.now(), style=self.style
+            ))
 
     # Changing
 
