@@ -354,6 +354,8 @@ def get_job(*, job_id: str) -> JobView:
     without our record (by another process) is locked first and read afterwards,
     by a new statement.
     """
+    if impossible_job_id(job_id):
+        raise JobNotFound(job_id)
     with transaction.atomic():
         rows = list(
             _all_job_rows()
@@ -421,13 +423,19 @@ def next_pause_end() -> datetime | None:
 def job_exists(*, job_id: str, include_deleted: bool = False) -> bool:
     """Whether the store holds the job; `include_deleted`: or the history of a deleted one."""
     rows = DjangoJob.objects if include_deleted else live_jobs()
-    return rows.filter(id=job_id).exists()
+    return not impossible_job_id(job_id) and rows.filter(id=job_id).exists()
 
 
 def code_job_ids() -> list[str]:
     """The ids of the live jobs declared in code (or stored without our record), in order."""
     rows = live_jobs().filter(origin_is(JobRecord.Origin.CODE))
     return list(rows.order_by("id").values_list("id", flat=True))
+
+
+def impossible_job_id(job_id: str) -> bool:
+    """Whether no stored job can have this id: PostgreSQL refuses a NUL byte in a
+    query (DataError, a 500), so such an id must not reach one."""
+    return "\x00" in job_id
 
 
 def scheduler_status() -> SchedulerStatus:

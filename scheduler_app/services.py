@@ -1103,7 +1103,9 @@ def _lock_job(job_id: str, expected_version: int | None) -> _LockedJob:
     locked row after waiting and hand back the record as it was before the wait (a
     lost version bump, caught by tests/test_concurrency.py).
     """
-    row = DjangoJob.objects.select_for_update().filter(id=job_id).first()
+    row = None if selectors.impossible_job_id(job_id) else (
+        DjangoJob.objects.select_for_update().filter(id=job_id).first()
+    )
     if row is None:
         raise JobNotFound(job_id)
     try:

@@ -74,3 +74,18 @@ def test_an_if_match_holding_a_nul_byte_is_a_400_and_changes_nothing(synced):
 
     assert response.status_code == 400
     assert "If-Match" in response.json()["errors"]
+
+
+
+@pytest.mark.parametrize("control", ["pause", "run", "policy"])
+def test_the_admins_job_controls_answer_a_nul_byte_job_id_without_a_server_error(synced, control):
+    from django.contrib.auth.models import User
+    from django.urls import reverse
+
+    client = Client()
+    client.force_login(User.objects.create_superuser("root", password="x"))
+
+    response = client.post(reverse(f"admin:scheduler_app_job_{control}", args=["a\x00b"]),
+                           {"version": 1})
+
+    assert response.status_code in (302, 404)

@@ -394,10 +394,9 @@ def _policy_of(job: selectors.JobView) -> dict[str, Any]:
 
 
 def _job_id(object_id: str) -> str:
-    """The job id in an admin URL; no stored id holds a NUL byte (PostgreSQL refuses
-    one in a query, which would be a 500)."""
+    """The job id in an admin URL; 404 for one no stored job can have."""
     job_id = unquote(object_id)
-    if "\x00" in job_id:
+    if selectors.impossible_job_id(job_id):
         raise Http404("No such job.")
     return job_id
 
