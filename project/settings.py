@@ -237,6 +237,8 @@ requests get 401 with a `WWW-Authenticate: Basic` challenge; missing permission 
 A burst of wrong passwords (5 for one username or from one address, by default) gets
 429 with `Retry-After`: logins of that username and from that address are refused
 for the cool-off time (15 minutes by default), the right password included.
+Credentials or a session cookie holding bytes no user or session can have (a NUL
+byte) are treated as none: 401.
 
 **Writes** take `application/json` only (anything else: 415), at most 64 KiB, and an
 optional `If-Match` with the job's version (`"7"` or `7`; `*` = any). A stale
@@ -244,6 +246,11 @@ optional `If-Match` with the job's version (`"7"` or `7`; `*` = any). A stale
 Every write answer carries the job's version in `ETag`, and pause, resume, schedule,
 policy, revert and reset say what they did in `X-Scheduler-Message` (pausing a paused job is a 200
 that changes nothing: "Job is already paused.").
+
+**Schedules**: an interval shorter than `SCHEDULER_APP["MIN_INTERVAL"]` (1 s) is a 400
+naming the field. A job with a trigger this API has no fields for (another app's)
+reads as trigger `custom` with its own description and fire times. After a downtime,
+a run's `skipped_runs` says how many missed runs were skipped before it.
 
 **Errors** are JSON: `{"detail": ..., "code": ...}`, plus `errors` (messages by field:
 `trigger_args.minutes`, `If-Match`, `page_size`, `body`) on every 400. A refused
