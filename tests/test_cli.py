@@ -97,14 +97,16 @@ def add_broken_job(job_id: str = "renamed.job") -> None:
 
 def pretend_scheduler_is_running(monkeypatch: pytest.MonkeyPatch) -> selectors.SchedulerStatus:
     """What the status selector says while a scheduler process is alive (tested with it)."""
+    now = timezone.now()
     status = dataclasses.replace(
         selectors.scheduler_status(),
         running=True,
         pid=4242,
         host="box",
-        started_at=timezone.now() - timedelta(hours=1),
-        last_heartbeat=timezone.now() - timedelta(seconds=2),
+        started_at=now - timedelta(hours=1),
+        last_heartbeat=now - timedelta(seconds=2),
         notification_mode="notify",
+        checked_at=now,  # the database's clock, which `scheduler status` counts from
     )
     monkeypatch.setattr(selectors, "scheduler_status", lambda: status)
     return status

@@ -167,7 +167,7 @@ def clients(synced) -> tuple[Client, Client]:
 
 
 @given(stored=STORED_STATES, with_record=st.booleans())
-@settings(max_examples=12, deadline=None,
+@settings(max_examples=5, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_no_stored_state_takes_down_a_read_path_the_scheduler_or_another_job(
     clients, stored, with_record
