@@ -24,6 +24,10 @@ class BasicAuthentication(authentication.BasicAuthentication):
     def authenticate_credentials(
         self, userid: str, password: str, request: Request | None = None
     ) -> tuple[Any, None]:
+        # Credentials are any bytes the client sends: PostgreSQL refuses a NUL byte in
+        # the user and login-attempt lookups (DataError, a 500 for anyone). No user holds one.
+        if "\x00" in userid or "\x00" in password:
+            raise AuthenticationFailed("Invalid username/password.")
         try:
             return super().authenticate_credentials(userid, password, request)
         except AuthenticationFailed:
