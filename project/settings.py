@@ -124,8 +124,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
-    # Credentials holding a NUL byte are refused before any lookup (PostgreSQL refuses them).
-    "scheduler_app.auth_backends.RefuseImpossibleCredentials",
     # django-axes first: it refuses every login of a locked-out account or address.
     "axes.backends.AxesStandaloneBackend",
     # Django's ModelBackend, with a user's permissions read in one statement instead

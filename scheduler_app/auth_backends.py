@@ -8,8 +8,7 @@ on the benchmark machine, against 0.6 ms for one statement written out), which w
 the largest single cost of a job detail read. `ModelBackend` here gives the same
 answers from one statement: superusers every permission, inactive and anonymous
 users none, as tests check against Django's own backend. (The async `aget_*`
-methods are Django's own, unchanged.) `RefuseImpossibleCredentials` refuses
-credentials holding a NUL byte before any backend sends them to the database.
+methods are Django's own, unchanged.)
 """
 
 from __future__ import annotations
@@ -20,22 +19,7 @@ from typing import Any
 from django.contrib.auth import backends, get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import PermissionDenied
 from django.db import connections, router
-
-
-class RefuseImpossibleCredentials(backends.BaseBackend):
-    """First in AUTHENTICATION_BACKENDS: credentials holding a NUL byte are no user.
-
-    HTTP Basic credentials are any bytes the client sends; a NUL byte in the user
-    name reached the user lookup (and django-axes' attempt lookup), and PostgreSQL
-    refuses it: DataError, a 500 on every endpoint, for anyone. PermissionDenied
-    stops `authenticate()` before any other backend: the request is a 401.
-    """
-
-    def authenticate(self, request: Any, **credentials: Any) -> None:
-        if any(isinstance(value, str) and "\x00" in value for value in credentials.values()):
-            raise PermissionDenied("Credentials holding a NUL byte.")
 
 
 class ModelBackend(backends.ModelBackend):
