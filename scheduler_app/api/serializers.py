@@ -555,7 +555,9 @@ class JobDefinitionSerializer(serializers.Serializer):
         help_text="A function registered with @job_function (or a declared job's id); "
         "never a dotted path."
     )
-    name = serializers.CharField(required=False, max_length=255, help_text="Defaults to the id.")
+    name = serializers.CharField(
+        required=False, allow_null=True, max_length=255, help_text="Missing or null: the id."
+    )
     trigger = serializers.ChoiceField(choices=sorted(triggers.ALLOWED_ARGS))
     trigger_args = TriggerArgsField(required=False)
     kwargs = serializers.DictField(
