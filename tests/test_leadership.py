@@ -208,6 +208,7 @@ def test_a_renewal_that_timed_out_behind_a_long_claim_is_retried_before_the_leas
     assert not lapsed, "the lease lapsed after one renewal timed out"
 
 
+@pytest.mark.django_db(transaction=True)
 def test_running_does_not_depend_on_the_hosts_clocks(monkeypatch):
     """Scheduler host a minute behind, web host a minute ahead: still running."""
     from unittest import mock
