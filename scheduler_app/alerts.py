@@ -57,12 +57,14 @@ def alerts_muted(job_id: str) -> bool:
 
 
 def alert_after(job_id: str) -> int:
-    """Seconds a job may go without a successful run after one was due.
-
-    The operator's value (run policy) first, then the job's `alert_after` in code,
-    then `SCHEDULER_APP["ALERT_AFTER"]`.
-    """
+    """Seconds a job may go without a successful run after one was due."""
     chosen = JobRecord.objects.filter(job_id=job_id).values_list("alert_after", flat=True).first()
+    return effective_alert_after(job_id, chosen)
+
+
+def effective_alert_after(job_id: str, chosen: int | None) -> int:
+    """`alert_after` of a job whose run policy says `chosen`: the operator's value
+    first, then the job's `alert_after` in code, then `SCHEDULER_APP["ALERT_AFTER"]`."""
     if chosen is None:
         declaration = registry.get(job_id)
         chosen = declaration.alert_after if declaration else None

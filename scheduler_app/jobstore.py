@@ -37,7 +37,7 @@ from django_apscheduler import util
 from django_apscheduler.jobstores import DjangoJobStore
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app import catchup, outcomes, services
+from scheduler_app import bulk, catchup, outcomes, services
 from scheduler_app.conf import app_settings
 from scheduler_app.models import (
     EXECUTION_LOST,
@@ -587,12 +587,8 @@ def _insert_executions(runs: list[tuple[str, datetime]], *, status: str, cause: 
         )
         return
     # One statement for both tables (bulk_create built two model instances and
-    # compiled every value of each run). Every other record column gets its
-    # model default, so a field added to ExecutionRecord needs no change here.
-    other_fields = [field for field in ExecutionRecord._meta.concrete_fields
-                    if field.column not in ("execution_id", "cause")]
-    defaults = [field.get_db_prep_save(field.get_default(), connection) for field in other_fields]
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in other_fields)
+    # compiled every value of each run); every other record column gets its default.
+    columns, defaults = bulk.column_defaults(ExecutionRecord, besides=("execution_id", "cause"))
     with connection.cursor() as cursor:
         cursor.execute(
             f"""

@@ -79,7 +79,8 @@ class JobHealth(models.Model):
     # When the newest successful run finished.
     last_success_at = models.DateTimeField(null=True, blank=True)
     # The first run due since the last success, and when the job is overdue if none
-    # succeeds (that run time plus its `alert_after`); both cleared by a success.
+    # succeeds (that run time plus its `alert_after`, moved when that changes); both
+    # cleared by a success.
     due_since = models.DateTimeField(null=True, blank=True)
     overdue_at = models.DateTimeField(null=True, blank=True, db_index=True)
     incident = models.JSONField(default=list, blank=True)

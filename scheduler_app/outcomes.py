@@ -23,15 +23,13 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from django.db import transaction
-from django.db.models import Min
+from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
-from django_apscheduler.models import DjangoJobExecution
+from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app import alerts
-from scheduler_app.conf import app_settings
+from scheduler_app import alerts, bulk
 from scheduler_app.models import EXECUTION_LOST, Alert, JobHealth, JobRecord
-from scheduler_app.registry import registry
 
 if TYPE_CHECKING:
     from scheduler_app.recorder import RunReport
@@ -52,26 +50,49 @@ def record_runs_due(runs: Iterable[tuple[str, datetime]]) -> None:
     """Note, in the claiming transaction, that these (job id, run time) runs are due.
 
     Only the first run due since a job's last success counts: the job is overdue
-    when none has succeeded `alert_after` seconds after it. A few statements per
-    claim, whatever the number of runs.
+    (`overdue_at`) when none has succeeded `alert_after` seconds after it. Two
+    statements per claim, whatever the number of runs: the jobs' own `alert_after`,
+    then an upsert that makes the health rows a job lacks and opens the window of
+    each job that has none open.
     """
     first: dict[str, datetime] = {}
     for job_id, run_time in runs:
         first[job_id] = min(first.get(job_id, run_time), run_time)
     if not first:
         return
-    known = set(JobHealth.objects.filter(job_id__in=first).values_list("job_id", flat=True))
-    JobHealth.objects.bulk_create(
-        [JobHealth(job_id=job_id, due_since=run_time)
-         for job_id, run_time in first.items() if job_id not in known],
-        ignore_conflicts=True,
+    chosen = dict(JobRecord.objects.filter(job_id__in=first).values_list("job_id", "alert_after"))
+    adapt = connection.ops.adapt_datetimefield_value
+    due = []
+    for job_id, run_time in first.items():
+        grace = alerts.effective_alert_after(job_id, chosen.get(job_id))
+        due += [job_id, adapt(run_time), adapt(run_time + timedelta(seconds=grace))]
+    table = JobHealth._meta.db_table
+    columns, defaults = bulk.column_defaults(
+        JobHealth, besides=("job_id", "due_since", "overdue_at")
     )
-    waiting = JobHealth.objects.filter(job_id__in=known, due_since__isnull=True)
-    JobHealth.objects.bulk_update(
-        [JobHealth(job_id=job_id, due_since=first[job_id])
-         for job_id in waiting.values_list("job_id", flat=True)],
-        ["due_since"],
-    )
+    with connection.cursor() as cursor:
+        # The same statement on PostgreSQL and SQLite; `WHERE true` is SQLite's way to
+        # tell an upsert's SELECT from a join's ON.
+        cursor.execute(
+            f"""
+            INSERT INTO {table} (job_id, due_since, overdue_at, {columns})
+            SELECT due.column1, due.column2, due.column3, {", ".join(["%s"] * len(defaults))}
+            FROM (VALUES {", ".join(["(%s, %s, %s)"] * len(first))}) AS due
+            WHERE true
+            ON CONFLICT (job_id) DO UPDATE
+            SET due_since = excluded.due_since, overdue_at = excluded.overdue_at
+            WHERE {table}.due_since IS NULL
+            """,
+            [*defaults, *due],
+        )
+
+
+def move_overdue_deadline(job_id: str) -> None:
+    """After a job's `alert_after` changed: an open window ends by the new grace."""
+    health = JobHealth.objects.filter(job_id=job_id, due_since__isnull=False).first()
+    if health is not None:
+        health.overdue_at = health.due_since + timedelta(seconds=alerts.alert_after(job_id))
+        health.save(update_fields=["overdue_at"])
 
 
 def record_outcomes(*, execution_ids: Iterable[int]) -> None:
@@ -79,16 +100,9 @@ def record_outcomes(*, execution_ids: Iterable[int]) -> None:
 
     Call it in the transaction that wrote the outcomes, after writing them.
     """
-    rows = (
+    _count_outcomes(
         DjangoJobExecution.objects.filter(id__in=list(execution_ids), status__in=OUTCOMES)
-        .select_related("record")
-        .order_by("job_id", "run_time")
     )
-    with transaction.atomic():
-        for row in rows:
-            health = alerts.locked_health(row.job_id)
-            if health is not None:
-                _count(health, row)
 
 
 def record_reported_outcomes(reports: Sequence[RunReport]) -> None:
@@ -99,10 +113,54 @@ def record_reported_outcomes(reports: Sequence[RunReport]) -> None:
     rows = DjangoJobExecution.objects.filter(
         job_id__in={job_id for job_id, _ in wanted},
         run_time__in={run_time for _, run_time in wanted},
-    ).values_list("id", "job_id", "run_time")
-    record_outcomes(execution_ids=[
-        execution_id for execution_id, job_id, run_time in rows if (job_id, run_time) in wanted
-    ])
+        status__in=OUTCOMES,
+    )
+    _count_outcomes(rows, only=wanted)
+
+
+def _count_outcomes(
+    executions: QuerySet[DjangoJobExecution], *, only: set[tuple[str, datetime]] | None = None
+) -> None:
+    """Count executions' outcomes in their jobs' health rows, a few statements a batch.
+
+    The health rows are locked together, in job order (so two processes recording
+    outcomes of the same jobs cannot deadlock), counted in memory in run order, and
+    written back in one statement; only an incident that opens or closes costs a
+    statement of its own (`alerts.raise_for`).
+    """
+    rows = [row for row in executions.select_related("record").order_by("job_id", "run_time")
+            if only is None or (row.job_id, row.run_time) in only]
+    if not rows:
+        return
+    with transaction.atomic():
+        healths = _locked_healths({row.job_id for row in rows})
+        for row in rows:
+            health = healths.get(row.job_id)
+            if health is not None:
+                _count(health, row)
+        JobHealth.objects.bulk_update(healths.values(), COUNTED_FIELDS)
+
+
+def _locked_healths(job_ids: set[str]) -> dict[str, JobHealth]:
+    """The jobs' health rows, locked for this transaction; made for jobs that lack one
+    (a job deleted meanwhile has none and is left out)."""
+    locked = JobHealth.objects.select_for_update().order_by("job_id")
+    healths = {health.job_id: health for health in locked.filter(job_id__in=job_ids)}
+    missing = job_ids - healths.keys()
+    if missing:
+        existing = DjangoJob.objects.filter(id__in=missing).values_list("id", flat=True)
+        JobHealth.objects.bulk_create([JobHealth(job_id=job_id) for job_id in existing],
+                                      ignore_conflicts=True)
+        healths.update((health.job_id, health) for health in locked.filter(job_id__in=missing))
+    return healths
+
+
+# What counting an outcome changes in a health row (`incident` is saved by
+# `alerts.raise_for` when it changes).
+COUNTED_FIELDS = [
+    "runs_success", "runs_error", "runs_lost", "runs_missed", "runs_skipped", "last_run_time",
+    "last_lateness", "last_duration", "last_success_at", "due_since", "overdue_at",
+]
 
 
 def _count(health: JobHealth, row: DjangoJobExecution) -> None:
@@ -119,8 +177,7 @@ def _count(health: JobHealth, row: DjangoJobExecution) -> None:
             )
     if row.status == DjangoJobExecution.SUCCESS:
         health.last_success_at = finished or timezone.now()
-        health.due_since = None
-    health.save()
+        health.due_since = health.overdue_at = None
     alerts.raise_for(health, event=event, run_time=row.run_time, message=_message(row))
 
 
@@ -141,15 +198,11 @@ def raise_overdue_alerts(now: datetime) -> int:
     """Raise `job_overdue` for running jobs with no success within their window; how many.
 
     A job's window is its first run due since its last success plus its
-    `alert_after`; paused jobs are never overdue.
+    `alert_after`, written as `overdue_at` when the window opened; paused jobs are
+    never overdue. One indexed query, whatever the number of runs in flight.
     """
-    shortest = min(
-        [app_settings.ALERT_AFTER]
-        + [d.alert_after for d in registry if d.alert_after is not None]
-        + [JobRecord.objects.aggregate(shortest=Min("alert_after"))["shortest"] or float("inf")]
-    )
     candidates = JobHealth.objects.filter(
-        due_since__lte=now - timedelta(seconds=shortest), job__next_run_time__isnull=False
+        overdue_at__lte=now, job__next_run_time__isnull=False
     ).values_list("job_id", "incident")
     raised = 0
     for job_id, incident in candidates:
@@ -159,18 +212,18 @@ def raise_overdue_alerts(now: datetime) -> int:
 
 
 def _raise_if_overdue(job_id: str, now: datetime) -> Alert | None:
-    grace = alerts.alert_after(job_id)
     with transaction.atomic():
         # Looked at again under the lock: a success may have closed the window meanwhile.
         health = alerts.locked_health(job_id)
-        due_since = health and health.due_since
-        if due_since is None or due_since + timedelta(seconds=grace) > now:
+        if health is None or health.overdue_at is None or health.overdue_at > now:
             return None
-        late = int((now - due_since).total_seconds())
+        late = int((now - health.due_since).total_seconds())
+        grace = int((health.overdue_at - health.due_since).total_seconds())
         return alerts.raise_for(
             health,
             event="job_overdue",
-            run_time=due_since,
+            run_time=health.due_since,
             message=(f"Job {job_id!r} has not succeeded since a run was due at "
-                     f"{due_since:%Y-%m-%d %H:%M:%S %Z}, {late}s ago (alert after {grace}s)."),
+                     f"{health.due_since:%Y-%m-%d %H:%M:%S %Z}, {late}s ago "
+                     f"(alert after {grace}s)."),
         )

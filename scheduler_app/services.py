@@ -24,7 +24,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app import alerts, binding, notifications, selectors, triggers
+from scheduler_app import alerts, binding, notifications, outcomes, selectors, triggers
 from scheduler_app.conf import app_settings
 from scheduler_app.definitions import JobDefinition
 from scheduler_app.exceptions import (
@@ -1167,6 +1167,8 @@ def _write(job: _LockedJob, action: str, actor: str, source: str, message: str) 
         after=_summary(job.state, job.record),
         message=message[:255],
     )
+    if job.before.get("alert_after") != job.record.alert_after:
+        outcomes.move_overdue_deadline(job.row.id)
     notifications.notify_change(job.row.id)
 
 

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from django_apscheduler.models import DjangoJobExecution
+from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import alerts, outcomes, services, signals
 from scheduler_app.models import Alert, JobHealth, JobRecord
@@ -181,6 +183,36 @@ def test_a_job_overdue_past_its_window_raises_once_and_a_paused_job_never(synced
     succeed(minutes_ago=0)
     assert JobHealth.objects.get(job_id=JOB).due_since is None
     assert Alert.objects.order_by("-id").values_list("event", flat=True)[0] == "job_recovered"
+
+
+def test_an_open_overdue_window_follows_the_operators_new_alert_after(synced):
+    now = timezone.now()
+    outcomes.record_runs_due([(JOB, now - timedelta(seconds=100))])
+    assert outcomes.raise_overdue_alerts(now) == 0  # within the default hour
+
+    services.set_job_policy(job_id=JOB, policy={"alert_after": 60}, actor="t", source="api")
+
+    assert outcomes.raise_overdue_alerts(now) == 1
+    assert "(alert after 60s)" in Alert.objects.get(event="job_overdue").message
+
+
+def test_claims_outcomes_and_overdue_sweeps_cost_the_same_statements_for_5_jobs_as_50(db):
+    def statements(count: int, prefix: str) -> list[int]:
+        jobs = [f"{prefix}{index}" for index in range(count)]
+        DjangoJob.objects.bulk_create(DjangoJob(id=job_id, job_state=b"") for job_id in jobs)
+        now = timezone.now()
+        with CaptureQueriesContext(connection) as due:
+            outcomes.record_runs_due([(job_id, now) for job_id in jobs])
+        with CaptureQueriesContext(connection) as sweep:
+            assert outcomes.raise_overdue_alerts(now + timedelta(seconds=10)) == 0
+        executions = [record_execution(job_id, minutes_ago=0) for job_id in jobs]
+        with CaptureQueriesContext(connection) as counted:
+            outcomes.record_outcomes(execution_ids=[execution.id for execution in executions])
+        healths = JobHealth.objects.filter(job_id__in=jobs)
+        assert healths.filter(runs_success=1, due_since=None, overdue_at=None).count() == count
+        return [len(due), len(sweep), len(counted)]
+
+    assert statements(5, "few.") == statements(50, "many.")
 
 
 @pytest.mark.django_db(transaction=True)
