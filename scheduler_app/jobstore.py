@@ -31,7 +31,7 @@ from apscheduler import events
 from apscheduler.job import Job
 from apscheduler.jobstores.base import ConflictingIdError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models import BooleanField, ExpressionWrapper, Min, Q
 from django.db.models.functions import Now
 from django_apscheduler import util
 from django_apscheduler.jobstores import DjangoJobStore
@@ -186,6 +186,17 @@ class JobStore(DjangoJobStore):
             if self._can_restore(job_state):
                 return util.get_apscheduler_datetime(next_run_time, self._scheduler)
         return None
+
+    @util.retry_on_db_operational_error
+    def earliest_next_run_time(self) -> datetime | None:
+        """The earliest next run time of any job, broken ones included: our scheduler's
+        wake-up time (one index read; no state unpickled).
+
+        Unlike a stock scheduler, ours claims a due broken job like any other: the claim
+        records its missed run and moves its next run time on, so it cannot spin.
+        """
+        earliest = DjangoJob.objects.aggregate(earliest=Min("next_run_time"))["earliest"]
+        return util.get_apscheduler_datetime(earliest, self._scheduler) if earliest else None
 
     def _can_restore(self, job_state: bytes) -> bool:
         try:
@@ -546,29 +557,11 @@ def _record_skipped_runs(advanced: list[_Advance]) -> None:
 
 def _write_next_run_times(advanced: list[_Advance]) -> None:
     """Write the claimed rows' new states back, in one statement on PostgreSQL."""
-    if not advanced:
-        return
-    if connection.vendor != "postgresql":
-        DjangoJob.objects.bulk_update(
-            [DjangoJob(id=claim.job_id, job_state=claim.job_state,
-                       next_run_time=util.get_django_internal_datetime(
-                           claim.state["next_run_time"]))
-             for claim in advanced],
-            ["job_state", "next_run_time"],
-        )
-        return
-    # bulk_update would build two CASE expressions with a branch per row; arrays
-    # keep the statement's text and parameters three, whatever the batch.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {DjangoJob._meta.db_table} AS job"
-            " SET job_state = claim.job_state, next_run_time = claim.next_run_time"
-            " FROM unnest(%s::text[], %s::bytea[], %s::timestamptz[])"
-            " AS claim (id, job_state, next_run_time)"
-            " WHERE job.id = claim.id",
-            [[claim.job_id for claim in advanced], [claim.job_state for claim in advanced],
-             [claim.state["next_run_time"] for claim in advanced]],
-        )
+    bulk.update_rows(DjangoJob, ["job_state", "next_run_time"], (
+        [claim.job_id, claim.job_state,
+         util.get_django_internal_datetime(claim.state["next_run_time"])]
+        for claim in advanced
+    ))
 
 
 def _insert_executions(runs: list[tuple[str, datetime]], *, status: str, cause: str) -> None:

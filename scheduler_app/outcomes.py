@@ -138,7 +138,10 @@ def _count_outcomes(
             health = healths.get(row.job_id)
             if health is not None:
                 _count(health, row)
-        JobHealth.objects.bulk_update(healths.values(), COUNTED_FIELDS)
+        bulk.update_rows(JobHealth, COUNTED_FIELDS, (
+            [health.job_id, *(getattr(health, name) for name in COUNTED_FIELDS)]
+            for health in healths.values()
+        ))
 
 
 def _locked_healths(job_ids: set[str]) -> dict[str, JobHealth]:

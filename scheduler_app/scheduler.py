@@ -141,7 +141,7 @@ class Scheduler(BlockingScheduler):
             self._prune_history()
             self._sweep_overdue_jobs()
             next_run_time = _earliest(
-                self.jobstore.get_next_run_time(), selectors.next_pause_end()
+                self.jobstore.earliest_next_run_time(), selectors.next_pause_end()
             )
         except LeadershipLost as reason:
             logger.warning("Not claiming: %s; standing by", reason)
