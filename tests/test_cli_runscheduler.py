@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -61,4 +63,17 @@ def test_start_up_summary_counts_jobs_and_names_database_and_notifications(start
     notifications = next(line for line in lines if line.startswith("Change notifications: "))
     assert notifications.endswith(
         "PostgreSQL LISTEN/NOTIFY" if connection.vendor == "postgresql" else "polling every 0.1s"
+    )
+
+
+@pytest.mark.django_db
+def test_start_up_summary_names_twenty_orphaned_jobs_and_counts_the_rest():
+    report = services.SyncReport(orphaned=[f"old.{index:02d}" for index in range(25)])
+    output = StringIO()
+
+    Command(stdout=output)._print_summary(report, log_level="INFO")
+
+    named = ", ".join(f"old.{index:02d}" for index in range(20))
+    assert f"Orphaned (in the store, no longer in code): 25 ({named}, and 5 more)\n" in (
+        output.getvalue()
     )

@@ -88,5 +88,14 @@ def _database_label() -> str:
     return f"{connection.vendor} {database['NAME']} on {database.get('HOST') or 'localhost'}{port}"
 
 
+# Job ids a start-up summary line names; the rest are counted (a store of 100,000
+# jobs left from old code made one line of 1.4 MB).
+LISTED_IDS = 20
+
+
 def _listing(job_ids: list[str]) -> str:
-    return f"{len(job_ids)}" + (f" ({', '.join(job_ids)})" if job_ids else "")
+    if not job_ids:
+        return "0"
+    named = ", ".join(job_ids[:LISTED_IDS])
+    more = len(job_ids) - LISTED_IDS
+    return f"{len(job_ids)} ({named}" + (f", and {more} more)" if more > 0 else ")")
