@@ -243,15 +243,23 @@ class JobStore(DjangoJobStore):
         """A scheduler pass's claims in one transaction: run-now requests, the backfilled
         runs there is room for, then due jobs.
 
-        One transaction, so the lease is checked once per pass, not once per kind.
+        One transaction, so the lease is checked once per pass, not once per kind; and
+        one query says which kinds of request are pending (usually none).
         """
         with transaction.atomic():
             if fence is not None:
                 fence()
-            return (
-                self._claim_run_requests(now) + self._claim_backfills(now)
-                + self._claim_due_jobs(now)
+            pending = set(
+                RunRequest.objects.filter(status=RunRequest.Status.PENDING)
+                .values_list("cause", flat=True).distinct()
             )
+            self.backfills_waiting = False
+            claimed = []
+            if ExecutionRecord.Cause.RUN_NOW in pending:
+                claimed += self._claim_run_requests(now)
+            if ExecutionRecord.Cause.BACKFILL in pending:
+                claimed += self._claim_backfills(now)
+            return claimed + self._claim_due_jobs(now)
 
     def _claim_due_jobs(
         self, now: datetime, before_write_back: Callable[[list[str]], None] | None = None

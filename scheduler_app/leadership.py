@@ -28,6 +28,8 @@ import time
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, InterfaceError, connection, transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from scheduler_app.models import SchedulerLease
@@ -91,12 +93,15 @@ class Leadership:
         if not self.is_active:
             raise LeadershipLost("the lease was not renewed in time")
         _limit_idle_transaction(seconds=self.ttl / 2)
-        lease = (
+        # Whether it is still valid is asked of the database's clock in the same query.
+        alive = (
             SchedulerLease.objects.select_for_update(no_key=True)
             .filter(name=LEASE_NAME, holder=self.instance, epoch=self.epoch)
+            .annotate(alive=ExpressionWrapper(Q(expires_at__gt=Now()), BooleanField()))
+            .values_list("alive", flat=True)
             .first()
         )
-        if lease is None or lease.expires_at <= database_now():
+        if not alive:
             self.step_down()
             raise LeadershipLost("another scheduler took over the lease")
 

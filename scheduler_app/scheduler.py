@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.base import MaxInstancesReachedError
@@ -85,6 +85,10 @@ class Scheduler(BlockingScheduler):
         self.next_lost_run_sweep = 0.0
         self.next_housekeeping = 0.0
         self.next_overdue_sweep = 0.0
+        # The soonest pause end the last pass saw (at first: look): there is a job to
+        # resume only once it has come. A pause with an end committed since then wakes
+        # the loop, and the pass that follows sees it.
+        self.next_pause_end: datetime | None = datetime.min.replace(tzinfo=UTC)
         super().__init__(
             jobstores={JOBSTORE_ALIAS: self.jobstore},
             executors={"default": RecordingExecutor(
@@ -132,7 +136,8 @@ class Scheduler(BlockingScheduler):
         fence = self.leadership.fence
         try:
             with self._jobstores_lock:
-                services.resume_jobs_due(now=now)
+                if self.next_pause_end is not None and self.next_pause_end <= now:
+                    services.resume_jobs_due(now=now)
                 claimed = self.jobstore.claim(now, fence=fence)
             if self.jobstore.dispatch is None:  # else the claim handed them to task workers
                 for run in claimed:
@@ -140,9 +145,8 @@ class Scheduler(BlockingScheduler):
             self._sweep_lost_runs()
             self._prune_history()
             self._sweep_overdue_jobs()
-            next_run_time = _earliest(
-                self.jobstore.earliest_next_run_time(), selectors.next_pause_end()
-            )
+            self.next_pause_end = selectors.next_pause_end()
+            next_run_time = _earliest(self.jobstore.earliest_next_run_time(), self.next_pause_end)
         except LeadershipLost as reason:
             logger.warning("Not claiming: %s; standing by", reason)
             return self.leadership.ttl / 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -139,3 +140,24 @@ def test_stopping_the_recorder_writes_what_was_queued():
     recorder.stop()
 
     assert DjangoJobExecution.objects.filter(status="Executed").count() == 50
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_short_runs_start_and_outcome_are_written_in_one_transaction():
+    [run_time] = claimed_runs(1)
+    batches: list[list[RunReport]] = []
+    recorder = RunRecorder(hooks=[lambda outcomes: batches.append(list(outcomes))], linger=1.0)
+    recorder.start()
+    outcome = finished(run_time)
+    try:
+        recorder.report(RunReport(job_id="a", run_time=run_time, started_at=outcome.started_at))
+        time.sleep(0.01)
+        recorder.report(outcome)
+        wait_for(lambda: batches, timeout=10)
+    finally:
+        recorder.stop()
+
+    assert batches == [[outcome]]  # one batch: the start was not written on its own
+    record = ExecutionRecord.objects.select_related("execution").get(execution__job_id="a")
+    assert record.started_at == outcome.started_at
+    assert record.execution.status == DjangoJobExecution.SUCCESS
