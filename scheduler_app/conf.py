@@ -37,8 +37,12 @@ DEFAULTS: dict[str, Any] = {
     "EXECUTION": "threads",
     # The TASKS backend alias runs are enqueued on in "tasks" mode.
     "TASK_BACKEND": "default",
-    # A run with no outcome after this many seconds is marked lost.
+    # A running run with no heartbeat for this many seconds is marked lost (its
+    # process died); runs send one every quarter of it while they execute.
     "LOST_RUN_TIMEOUT": 3600.0,
+    # Seconds a run handed to the task backend may wait for a worker to start it; an
+    # older one ends as "expired" instead of starting late, and frees its place.
+    "QUEUED_RUN_TIMEOUT": 3600.0,
     # Worker threads that run jobs in the scheduler process.
     "THREADS": 10,
     # PostgreSQL channel for change notifications.

@@ -22,7 +22,7 @@ from django_apscheduler.models import DjangoJobExecution
 
 from scheduler_app import selectors, triggers
 from scheduler_app.conf import app_settings
-from scheduler_app.models import EXECUTION_LOST
+from scheduler_app.models import EXECUTION_EXPIRED, EXECUTION_LOST
 from scheduler_app.state import UnreadableState, load_state
 
 TIMELINE_HOURS = 24
@@ -43,6 +43,7 @@ FAILURE_STATUSES = (
     DjangoJobExecution.MISSED,
     DjangoJobExecution.MAX_INSTANCES,
     EXECUTION_LOST,
+    EXECUTION_EXPIRED,
 )
 SPARKLINE_WIDTH = 160
 SPARKLINE_HEIGHT = 32
@@ -198,7 +199,8 @@ def timeline(
 
 
 def recent_failures(*, limit: int = 10) -> list[selectors.ExecutionView]:
-    """The newest runs that failed, were missed, were refused (max instances) or were lost."""
+    """The newest runs that failed, were missed, were refused (max instances), were lost
+    or expired."""
     rows = selectors.execution_queryset().filter(status__in=FAILURE_STATUSES)[:limit]
     return [selectors.ExecutionView.from_row(row) for row in rows]
 

@@ -5,7 +5,8 @@ How the scheduler's thread pool runs a claimed run ("threads" execution mode).
 
 * each run reports its real start, then its outcome, to the `RunRecorder`, which
   writes them in batches (django-apscheduler's listeners wrote each run twice, in
-  transactions of their own under one process-wide lock);
+  transactions of their own under one process-wide lock), and its heartbeat while it
+  executes (`liveness`);
 * each run time goes to APScheduler's `run_job` alone, with the job's function
   wrapped to note the start: that is the only moment a run is known to start
   (`run_job` skips the run times past their misfire grace time);
@@ -31,6 +32,7 @@ from django.db import connections
 from django_apscheduler.models import DjangoJobExecution
 
 from scheduler_app import binding
+from scheduler_app.liveness import heartbeats
 from scheduler_app.recorder import RunRecorder, RunReport
 
 
@@ -88,7 +90,8 @@ def _noting_start(
         started.append(datetime.now(UTC))
         report(RunReport(job_id=job_id, run_time=run_time, started_at=started[0]))
         kwargs = binding.run_kwargs(func, kwargs, run_kwargs=None, scheduled_time=run_time)
-        return func(*args, **kwargs)
+        with heartbeats.beating(job_id, run_time):
+            return func(*args, **kwargs)
 
     return started_then_run
 

@@ -40,7 +40,6 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 from scheduler_app import bulk, catchup, outcomes, services
 from scheduler_app.conf import app_settings
 from scheduler_app.models import (
-    EXECUTION_LOST,
     EXECUTION_QUEUED,
     ExecutionRecord,
     JobRecord,
@@ -341,28 +340,6 @@ class JobStore(DjangoJobStore):
         job._scheduler = self._scheduler
         job._jobstore_alias = self._alias
         return job
-
-    def mark_lost_runs(self, now: datetime) -> int:
-        """Mark runs still running LOST_RUN_TIMEOUT after their run time as lost.
-
-        Their process died (a killed worker or scheduler) before recording an
-        outcome; without this they would show as running forever.
-        """
-        timeout = app_settings.LOST_RUN_TIMEOUT
-        cutoff = util.get_django_internal_datetime(now) - timedelta(seconds=timeout)
-        with transaction.atomic():
-            lost = list(
-                DjangoJobExecution.objects.select_for_update(skip_locked=True)
-                .filter(status=DjangoJobExecution.SENT, run_time__lt=cutoff)
-                .values_list("id", flat=True)
-            )
-            DjangoJobExecution.objects.filter(id__in=lost).update(
-                status=EXECUTION_LOST,
-                exception=f"No outcome {timeout:.0f}s after its run time: "
-                "its process probably died.",
-            )
-            outcomes.record_outcomes(execution_ids=lost)
-        return len(lost)
 
     @util.retry_on_db_operational_error
     def claim_run_requests(

@@ -16,9 +16,11 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 # Execution statuses beside django-apscheduler's own (`DjangoJobExecution.SENT`,
 # `SUCCESS`, ...), stored in the same column: a run handed to a task worker and not
-# started yet, and a run whose process died before it recorded an outcome.
+# started yet, a run whose process stopped sending heartbeats (it died) before it
+# recorded an outcome, and a queued run no worker started within QUEUED_RUN_TIMEOUT.
 EXECUTION_QUEUED = "Queued"
 EXECUTION_LOST = "Lost"
+EXECUTION_EXPIRED = "Expired"
 
 
 class ExecutionRecord(models.Model):
@@ -39,10 +41,15 @@ class ExecutionRecord(models.Model):
         DjangoJobExecution, primary_key=True, on_delete=models.CASCADE, related_name="record"
     )
     cause = models.CharField(max_length=16, choices=Cause.choices, default=Cause.SCHEDULED)
+    # When the scheduler claimed the run and handed it over (to its threads or to the
+    # task backend): a queued run expires QUEUED_RUN_TIMEOUT after this. None: claimed
+    # before this was recorded.
+    claimed_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
     # When the run really started (its lateness is this minus the run time).
     started_at = models.DateTimeField(null=True, blank=True)
-    # Written while the run executes, so a run whose process died can be told from
-    # one that is merely slow.
+    # Written with the database's clock when the run starts and then every fraction
+    # of LOST_RUN_TIMEOUT while it executes (`scheduler_app.liveness`), so a run whose
+    # process died can be told from one that is merely slow.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Keyword arguments for this run only (run now with arguments), JSON values.
     kwargs = models.JSONField(null=True, blank=True)

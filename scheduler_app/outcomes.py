@@ -29,7 +29,7 @@ from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import alerts, bulk
-from scheduler_app.models import EXECUTION_LOST, Alert, JobHealth, JobRecord
+from scheduler_app.models import EXECUTION_EXPIRED, EXECUTION_LOST, Alert, JobHealth, JobRecord
 
 if TYPE_CHECKING:
     from scheduler_app.recorder import RunReport
@@ -43,6 +43,8 @@ OUTCOMES = {
     EXECUTION_LOST: ("runs_lost", "run_failed"),
     DjangoJobExecution.MISSED: ("runs_missed", "run_missed"),
     DjangoJobExecution.MAX_INSTANCES: ("runs_skipped", "run_missed"),
+    # Queued, and no task worker started it in time: a missed run.
+    EXECUTION_EXPIRED: ("runs_missed", "run_missed"),
 }
 
 
@@ -193,6 +195,8 @@ def _message(row: DjangoJobExecution) -> str:
                 f"{row.exception or 'too many instances running'}")
     if row.status == DjangoJobExecution.MISSED:
         return f"Run of job {row.job_id!r} due at {when} was missed: {row.exception or ''}".strip()
+    if row.status == EXECUTION_EXPIRED:
+        return f"Run of job {row.job_id!r} due at {when} was not run: {row.exception}"
     what = "was lost" if row.status == EXECUTION_LOST else "failed"
     return f"Run of job {row.job_id!r} due at {when} {what}: {row.exception or 'no detail'}"
 

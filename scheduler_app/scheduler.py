@@ -17,7 +17,9 @@ and whole-job write-back undo a pause committed in between, with a pass that:
 6. on a database error, logs, drops the connection and retries with back-off
    instead of letting the exception end the loop;
 7. at most once a second, raises `job_overdue` for jobs with no successful run
-   within their window (`outcomes.raise_overdue_alerts`).
+   within their window (`outcomes.raise_overdue_alerts`);
+8. marks lost the runs whose heartbeat stopped and expires queued runs no task
+   worker started (`liveness`).
 
 A coordinator thread renews the lease and writes the heartbeat the status
 endpoint reads.
@@ -41,7 +43,7 @@ from django.db import DatabaseError, InterfaceError, connections, transaction
 from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 
-from scheduler_app import alerts, outcomes, selectors, services
+from scheduler_app import alerts, liveness, outcomes, selectors, services
 from scheduler_app.conf import app_settings
 from scheduler_app.executor import RecordingExecutor
 from scheduler_app.jobstore import ClaimedRun, JobStore
@@ -82,7 +84,7 @@ class Scheduler(BlockingScheduler):
         self.leadership = Leadership(instance=new_instance_name(), ttl=app_settings.LEASE_TTL)
         self.stop_requested = threading.Event()
         self.retry_delay = 0.0
-        self.next_lost_run_sweep = 0.0
+        self.next_unfinished_run_sweep = 0.0
         self.next_housekeeping = 0.0
         self.next_overdue_sweep = 0.0
         # The soonest pause end the last pass saw (at first: look): there is a job to
@@ -142,7 +144,7 @@ class Scheduler(BlockingScheduler):
             if self.jobstore.dispatch is None:  # else the claim handed them to task workers
                 for run in claimed:
                     self._submit_isolated(run)
-            self._sweep_lost_runs()
+            self._sweep_unfinished_runs()
             self._prune_history()
             self._sweep_overdue_jobs()
             self.next_pause_end = selectors.next_pause_end()
@@ -205,14 +207,17 @@ class Scheduler(BlockingScheduler):
             code = EVENT_JOB_SUBMITTED
         self._dispatch_event(JobSubmissionEvent(code, run.job.id, JOBSTORE_ALIAS, run.run_times))
 
-    def _sweep_lost_runs(self) -> None:
-        if time.monotonic() < self.next_lost_run_sweep:
+    def _sweep_unfinished_runs(self) -> None:
+        """Mark lost the runs whose heartbeat stopped, expire queued runs nobody started."""
+        if time.monotonic() < self.next_unfinished_run_sweep:
             return
-        lost = self.jobstore.mark_lost_runs(datetime.now(self.timezone))
+        lost = liveness.mark_lost_runs()
         if lost:
-            logger.warning("Marked %d run(s) lost: no outcome after %.0fs",
+            logger.warning("Marked %d run(s) lost: no heartbeat for %gs",
                            lost, app_settings.LOST_RUN_TIMEOUT)
-        self.next_lost_run_sweep = time.monotonic() + min(app_settings.LOST_RUN_TIMEOUT / 4, 60)
+        liveness.expire_queued_runs()
+        shortest = min(app_settings.LOST_RUN_TIMEOUT, app_settings.QUEUED_RUN_TIMEOUT)
+        self.next_unfinished_run_sweep = time.monotonic() + min(shortest / 4, 60)
 
     def _prune_history(self) -> None:
         if time.monotonic() < self.next_housekeeping:

@@ -40,6 +40,7 @@ from scheduler_app.conf import app_settings
 from scheduler_app.exceptions import JobNotFound
 from scheduler_app.leadership import LEASE_NAME, database_now
 from scheduler_app.models import (
+    EXECUTION_EXPIRED,
     EXECUTION_LOST,
     EXECUTION_QUEUED,
     Alert,
@@ -62,6 +63,7 @@ EXECUTION_STATUS_SLUGS = {
     DjangoJobExecution.MAX_INSTANCES: "max_instances",
     EXECUTION_QUEUED: "queued",
     EXECUTION_LOST: "lost",
+    EXECUTION_EXPIRED: "expired",
 }
 EXECUTION_STATUSES_BY_SLUG = {slug: text for text, slug in EXECUTION_STATUS_SLUGS.items()}
 # Runs without an outcome yet; every other status is final.
@@ -117,7 +119,8 @@ class ExecutionView:
 
     @property
     def has_outcome(self) -> bool:
-        """Whether the run has its outcome (success, error, missed, skipped or lost)."""
+        """Whether the run has its outcome (success, error, missed, skipped, lost or
+        expired)."""
         return self.status not in UNFINISHED_STATUS_SLUGS
 
     @classmethod

@@ -10,9 +10,14 @@ take turns, and a run that would exceed the job's `max_instances` anywhere, or t
 is past its misfire grace time, is recorded as such instead of started.
 
 The execution record (`DjangoJobExecution`) follows each run: queued → running →
-success or error, written by whichever worker runs it. A worker killed mid-run
-leaves its record running; the active scheduler marks such records lost after
-LOST_RUN_TIMEOUT (`JobStore.mark_lost_runs`).
+success or error, written by whichever worker runs it. While the job's function
+executes, the worker's heartbeat thread keeps the run's heartbeat fresh
+(`liveness`): a worker killed mid-run leaves its record running and silent, and the
+active scheduler marks it lost after LOST_RUN_TIMEOUT without a heartbeat. A run
+marked lost stays lost if its worker was only cut off and reports an outcome later:
+the late outcome is noted in the run's message, nothing else. A queued run that no
+worker starts within QUEUED_RUN_TIMEOUT of its claim expires, and a worker that
+picks it up later does not run it.
 
 `django.tasks` is Django's own on Django 6; on Django 5.2 the `django-tasks`
 backport provides the same API.
@@ -28,13 +33,20 @@ from typing import Any
 
 from apscheduler.util import ref_to_obj
 from django.db import close_old_connections, transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app import binding, outcomes, services
+from scheduler_app import binding, liveness, outcomes, services
 from scheduler_app.conf import app_settings
-from scheduler_app.models import EXECUTION_QUEUED, ExecutionRecord, JobRecord
-from scheduler_app.state import load_state
+from scheduler_app.models import (
+    EXECUTION_EXPIRED,
+    EXECUTION_QUEUED,
+    ExecutionRecord,
+    JobRecord,
+)
+from scheduler_app.state import UnreadableState, load_state
 
 try:
     from django.tasks import task
@@ -55,7 +67,8 @@ def run_job(job_id: str, run_time: str) -> str:
     func, args, kwargs = started
     began = time.monotonic()
     try:
-        func(*args, **kwargs)
+        with liveness.heartbeats.beating(job_id, scheduled_for):
+            func(*args, **kwargs)
     except Exception as error:
         _finish(job_id, scheduled_for, began, DjangoJobExecution.ERROR,
                 exception=str(error)[:1000] or type(error).__name__,
@@ -71,7 +84,7 @@ def enqueue_run(job_id: str, run_time: datetime) -> None:
 
 
 def _start(job_id: str, run_time: datetime) -> tuple[Any, list[Any], dict[str, Any]] | None:
-    """Mark the run running if it may start; None (with the reason recorded) if not."""
+    """Mark the run running if it may start; None (with its fate recorded) if not."""
     with transaction.atomic():
         execution = (
             DjangoJobExecution.objects.select_for_update()
@@ -79,34 +92,54 @@ def _start(job_id: str, run_time: datetime) -> tuple[Any, list[Any], dict[str, A
             .first()
         )
         if execution is None or execution.status != EXECUTION_QUEUED:
-            return None  # already handled (lost, or the job was deleted)
+            # Expired or lost meanwhile, or the job was deleted: nothing to run.
+            logger.warning("Run of job %r at %s not started: it is %s", job_id, run_time,
+                           execution.status if execution else "no longer recorded")
+            return None
+        record = _record_of(execution)
+        if record["expired"]:
+            return _not_started(execution, EXECUTION_EXPIRED,
+                                liveness.expired_message(app_settings.QUEUED_RUN_TIMEOUT))
+        try:
+            state = load_state(DjangoJob.objects.get(id=job_id).job_state)
+        except UnreadableState as error:
+            return _not_started(execution, DjangoJobExecution.ERROR,
+                                f"Not run: the job's stored state cannot be read: {error}")
         # Workers starting runs of one job take turns here, so the count of running
         # instances below cannot change under us.
         JobRecord.objects.select_for_update().filter(job_id=job_id).first()
-        state = load_state(DjangoJob.objects.get(id=job_id).job_state)
-        records = ExecutionRecord.objects.filter(execution=execution)
-        cause, run_kwargs = records.values_list("cause", "kwargs").first() or (None, None)
         refusal = _refusal(
-            job_id, run_time, state, backfill=cause == ExecutionRecord.Cause.BACKFILL
+            job_id, run_time, state, backfill=record["cause"] == ExecutionRecord.Cause.BACKFILL
         )
         if refusal is None:
             try:
                 func = ref_to_obj(state["func"])
             except Exception as error:  # an import can fail with any error
                 refusal = (DjangoJobExecution.ERROR, f"Not run: cannot import {state['func']!r}: "
-                           f"{error}"[:1000])
+                           f"{error}")
         if refusal is not None:
-            execution.status, execution.exception = refusal
-            execution.finished = timezone.now().timestamp()
-            execution.save()
-            outcomes.record_outcomes(execution_ids=[execution.id])
-            return None
+            return _not_started(execution, *refusal)
         execution.status = DjangoJobExecution.SENT
         execution.save(update_fields=["status"])
-        records.update(started_at=timezone.now())
-    kwargs = binding.run_kwargs(func, state["kwargs"], run_kwargs=run_kwargs,
+        ExecutionRecord.objects.filter(execution=execution).update(
+            started_at=timezone.now(), heartbeat_at=Now()
+        )
+    kwargs = binding.run_kwargs(func, state["kwargs"], run_kwargs=record["kwargs"],
                                 scheduled_time=run_time)
     return func, list(state["args"]), kwargs
+
+
+def _record_of(execution: DjangoJobExecution) -> dict[str, Any]:
+    """The run's cause and own arguments, and whether it waited past QUEUED_RUN_TIMEOUT
+    (by the database's clock; the sweep may not have expired it yet)."""
+    cutoff = Now() - timedelta(seconds=app_settings.QUEUED_RUN_TIMEOUT)
+    record = (
+        ExecutionRecord.objects.filter(execution=execution)
+        .annotate(expired=ExpressionWrapper(Q(claimed_at__lt=cutoff), output_field=BooleanField()))
+        .values("cause", "kwargs", "expired")
+        .first()
+    )
+    return record or {"cause": None, "kwargs": None, "expired": False}
 
 
 def _refusal(
@@ -128,17 +161,55 @@ def _refusal(
     return None
 
 
+def _not_started(execution: DjangoJobExecution, status: str, reason: str) -> None:
+    """Record why a run does not start, in the start's transaction; None for `_start`."""
+    execution.status, execution.exception = status, reason[:1000]
+    execution.finished = timezone.now().timestamp()
+    execution.save()
+    outcomes.record_outcomes(execution_ids=[execution.id])
+    logger.warning("Run of job %r at %s not started: %s", execution.job_id,
+                   execution.run_time, reason)
+
+
 def _finish(job_id: str, run_time: datetime, began: float, status: str, **details: str) -> None:
+    duration = round(time.monotonic() - began, 2)
     # One transaction: the failure that pauses the job and the pause commit together.
     with transaction.atomic():
-        execution = DjangoJobExecution.objects.filter(job_id=job_id, run_time=run_time)
-        execution.update(
-            status=status,
-            finished=timezone.now().timestamp(),
-            duration=round(time.monotonic() - began, 2),
-            **details,
+        execution = (
+            DjangoJobExecution.objects.select_for_update()
+            .filter(job_id=job_id, run_time=run_time)
+            .first()
         )
-        outcomes.record_outcomes(execution_ids=execution.values_list("id", flat=True))
+        if execution is None:
+            return  # the job was deleted meanwhile, with its history
+        if execution.status != DjangoJobExecution.SENT:
+            _note_late_outcome(execution, status, duration, **details)
+            return
+        DjangoJobExecution.objects.filter(id=execution.id).update(
+            status=status, finished=timezone.now().timestamp(), duration=duration, **details
+        )
+        outcomes.record_outcomes(execution_ids=[execution.id])
         services.record_run_outcome(
             job_id=job_id, failed=status == DjangoJobExecution.ERROR
         )
+
+
+def _note_late_outcome(
+    execution: DjangoJobExecution, status: str, duration: float, **details: str
+) -> None:
+    """A run already given up (marked lost: its heartbeat stopped, say the worker was
+    cut off from the database) keeps that outcome, counted and alerted once; what
+    its worker reports later is noted in the run's message, and counts for nothing."""
+    if status == DjangoJobExecution.ERROR:
+        outcome = f"that it failed after {duration:g}s: {details['exception']}"
+    else:
+        outcome = f"that it succeeded after {duration:g}s"
+    logger.warning("Run of job %r at %s reported %s, but it was marked %s: it stays %s",
+                   execution.job_id, execution.run_time, outcome, execution.status,
+                   execution.status)
+    execution.exception = (
+        f"{execution.exception or ''} Its worker reported later {outcome} "
+        f"(not counted: the run stays {execution.status.lower()})."
+    ).strip()[:1000]
+    execution.traceback = execution.traceback or details.get("traceback")
+    execution.save(update_fields=["exception", "traceback"])

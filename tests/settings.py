@@ -20,6 +20,7 @@ SCHEDULER_APP = {
     # schedulers with these (and the two above) set.
     "EXECUTION": os.environ.get("TEST_SCHEDULER_EXECUTION", "threads"),
     "LOST_RUN_TIMEOUT": float(os.environ.get("TEST_LOST_RUN_TIMEOUT", 3600)),
+    "QUEUED_RUN_TIMEOUT": float(os.environ.get("TEST_QUEUED_RUN_TIMEOUT", 3600)),
 }
 # Tests of alerts start their schedulers with a webhook on a loopback server.
 if os.environ.get("TEST_ALERT_WEBHOOK_URL"):

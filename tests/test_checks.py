@@ -25,3 +25,9 @@ def test_each_bad_value_is_reported():
 def test_a_backfill_limit_below_one_is_named():
     messages = [str(message.msg) for message in run_checks() if message.id == "scheduler_app.E004"]
     assert messages == ["SCHEDULER_APP['BACKFILL_LIMIT'] must be an integer >= 1."]
+
+
+@override_settings(SCHEDULER_APP={"QUEUED_RUN_TIMEOUT": -1})
+def test_a_queued_run_timeout_that_is_not_positive_is_named():
+    messages = [str(message.msg) for message in run_checks() if message.id == "scheduler_app.E003"]
+    assert messages == ["SCHEDULER_APP['QUEUED_RUN_TIMEOUT'] must be a positive number."]

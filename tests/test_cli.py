@@ -23,6 +23,7 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 from scheduler_app import selectors, services
 from scheduler_app.api.serializers import SchedulerStatusSerializer
 from scheduler_app.models import (
+    EXECUTION_EXPIRED,
     EXECUTION_LOST,
     Alert,
     JobChange,
@@ -520,6 +521,7 @@ class FakeScheduler(threading.Thread):
         (DjangoJobExecution.MISSED, "", f"{JOB}: the run started too late"),
         (DjangoJobExecution.MAX_INSTANCES, "", f"{JOB}: the run was skipped: the job already"),
         (EXECUTION_LOST, "", f"{JOB}: the run was lost: the process running it died"),
+        (EXECUTION_EXPIRED, "", f"{JOB}: the run expired: no task worker started it in time"),
         (None, "", f"{JOB}: the scheduler skipped the run: Gone fishing."),
     ],
 )

@@ -10,9 +10,13 @@ from apscheduler.job import Job
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.date import DateTrigger
 from django.db import connection, connections
-from django_apscheduler.models import DjangoJobExecution
+from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
+from scheduler_app import executor
 from scheduler_app.executor import run_and_report
+from scheduler_app.liveness import RunHeartbeat
+from scheduler_app.models import ExecutionRecord
+from tests.conftest import wait_for
 
 BACKEND_PIDS: list[int] = []
 
@@ -79,3 +83,26 @@ def test_worker_keeps_its_connection_across_runs_and_replaces_a_dead_one():
 
     assert outcome.status == DjangoJobExecution.SUCCESS
     assert len(BACKEND_PIDS) == 3 and BACKEND_PIDS[2] != BACKEND_PIDS[0]
+
+
+def wait_for_its_heartbeat() -> None:
+    """A job that ends once its run's heartbeat is in the store (fails after 20 s)."""
+    wait_for(lambda: ExecutionRecord.objects.filter(heartbeat_at__isnull=False).exists(),
+             timeout=20)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_sends_heartbeats_while_its_function_executes(settings, monkeypatch):
+    settings.SCHEDULER_APP = {**settings.SCHEDULER_APP, "LOST_RUN_TIMEOUT": 0.4}
+    monkeypatch.setattr(executor, "heartbeats", RunHeartbeat())  # beats at this pace
+    run_time = datetime.now(UTC)
+    DjangoJob.objects.create(id="job", job_state=b"")
+    execution = DjangoJobExecution.objects.create(job_id="job", run_time=run_time,
+                                                  status=DjangoJobExecution.SENT)
+    ExecutionRecord.objects.create(execution=execution)
+
+    with ThreadPoolExecutor(1) as pool:
+        *_, outcome = run_in_worker(pool, make_job(wait_for_its_heartbeat), run_time)
+        pool.submit(connections.close_all).result()
+
+    assert outcome.status == DjangoJobExecution.SUCCESS, outcome.exception

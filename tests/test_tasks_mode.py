@@ -10,21 +10,40 @@ from datetime import timedelta
 import pytest
 from django.db.models import Count
 from django_apscheduler.models import DjangoJobExecution
+from django_tasks_db.models import DBTaskResult
 
 from scheduler_app import selectors, services
-from scheduler_app.models import EXECUTION_LOST, EXECUTION_QUEUED
+from scheduler_app.models import (
+    EXECUTION_EXPIRED,
+    EXECUTION_LOST,
+    EXECUTION_QUEUED,
+    JobHealth,
+    RunRequest,
+)
 from tests.conftest import edit_stored_job, wait_for
 from tests.testapp.models import ProbeRun
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
 
 TASKS_MODE = {"TEST_SCHEDULER_EXECUTION": "tasks"}
+LOST_AFTER_2_SECONDS = {"TEST_LOST_RUN_TIMEOUT": "2"}
 EVERY_SECOND = {"trigger": "cron", "trigger_args": {"second": "*"}}
 UNFINISHED = (EXECUTION_QUEUED, DjangoJobExecution.SENT)
+# django-apscheduler stores `finished` rounded to 10 ms.
+ROUNDING = timedelta(milliseconds=10)
 
 
 def change(job_id: str) -> dict[str, str]:
     return {"job_id": job_id, "actor": "t", "source": "cli"}
+
+
+def outcome_of(request: RunRequest) -> DjangoJobExecution | None:
+    """The run a run-now request made, once it has an outcome."""
+    request.refresh_from_db()
+    execution = request.execution
+    if execution is None or execution.status in UNFINISHED:
+        return None
+    return DjangoJobExecution.objects.select_related("record").get(id=execution.id)
 
 
 def run_for(job_id: str, seconds: float) -> None:
@@ -48,11 +67,9 @@ def test_every_run_of_a_one_second_job_executes_once_in_a_worker(start_scheduler
     assert 7 <= executions.count() <= 10
     assert set(executions.values_list("status", flat=True)) == {DjangoJobExecution.SUCCESS}
     assert all(e.finished is not None and e.duration is not None for e in executions)
-    # The worker recorded when each run started: after it was due, before it finished
-    # (django-apscheduler stores `finished` rounded to 10 ms: allow that much).
-    rounding = timedelta(milliseconds=10)
+    # The worker recorded when each run started: after it was due, before it finished.
     assert all(
-        e.run_time <= e.record.started_at <= selectors.ExecutionView.from_row(e).finished + rounding
+        e.run_time <= e.record.started_at <= selectors.ExecutionView.from_row(e).finished + ROUNDING
         for e in executions.select_related("record")
     )
     assert ProbeRun.objects.count() == executions.count()
@@ -104,3 +121,68 @@ def test_run_of_a_killed_worker_is_marked_lost(start_scheduler, start_worker):
     request.refresh_from_db()
     wait_for(lambda: request.execution.status == EXECUTION_LOST, timeout=20)
     assert "died" in request.execution.exception
+
+
+def test_a_long_run_that_heartbeats_is_not_lost_and_keeps_its_place(
+    start_scheduler, start_worker
+):
+    start_scheduler(**TASKS_MODE, **LOST_AFTER_2_SECONDS)
+    start_worker(**LOST_AFTER_2_SECONDS)
+    start_worker(**LOST_AFTER_2_SECONDS)
+    edit_stored_job("probe.slow", kwargs={"seconds": 6})  # max_instances 1
+    long_run = services.request_job_run(**change("probe.slow"))
+    wait_for(lambda: ProbeRun.objects.exists(), timeout=10)
+    time.sleep(4)  # twice LOST_RUN_TIMEOUT: a run with no heartbeat would be lost by now
+
+    second = services.request_job_run(**change("probe.slow"))
+
+    second_run = wait_for(lambda: outcome_of(second), timeout=20)
+    assert second_run.status == DjangoJobExecution.MAX_INSTANCES, second_run.exception
+    long_run = wait_for(lambda: outcome_of(long_run), timeout=20)
+    assert long_run.status == DjangoJobExecution.SUCCESS
+    assert long_run.record.heartbeat_at > long_run.record.started_at
+    assert ProbeRun.objects.count() == 1
+
+
+def test_a_lost_runs_late_outcome_does_not_overwrite_lost(start_scheduler, start_worker):
+    start_scheduler(**TASKS_MODE, **LOST_AFTER_2_SECONDS)
+    worker = start_worker(**LOST_AFTER_2_SECONDS)
+    edit_stored_job("probe.slow", kwargs={"seconds": 3})
+    request = services.request_job_run(**change("probe.slow"))
+    wait_for(lambda: ProbeRun.objects.exists(), timeout=10)
+
+    # Cut off mid-run: no heartbeat, no outcome, until it is marked lost.
+    os.kill(worker.process.pid, signal.SIGSTOP)
+    try:
+        lost = wait_for(lambda: outcome_of(request), timeout=20)
+    finally:
+        os.kill(worker.process.pid, signal.SIGCONT)
+    assert lost.status == EXECUTION_LOST
+
+    noted = wait_for(lambda: "reported later" in (outcome_of(request).exception or "")
+                     and outcome_of(request), timeout=20)
+    assert noted.status == EXECUTION_LOST
+    assert noted.exception.startswith(
+        "No heartbeat for 2s: the process running it probably died. Its worker reported "
+        "later that it succeeded after ")
+    health = JobHealth.objects.get(job_id="probe.slow")
+    assert (health.runs_lost, health.runs_success) == (1, 0)
+
+
+def test_a_queued_run_no_worker_starts_expires_and_a_late_worker_does_not_run_it(
+    start_scheduler, start_worker
+):
+    start_scheduler(**TASKS_MODE, TEST_QUEUED_RUN_TIMEOUT="1")
+    request = services.request_job_run(**change("probe.record"))
+
+    expired = wait_for(lambda: outcome_of(request), timeout=20)
+
+    assert expired.status == EXECUTION_EXPIRED
+    assert expired.exception == "Expired: no worker started it within 1s of being queued."
+    assert selectors.ExecutionView.from_row(expired).status == "expired"
+    start_worker()
+    task = wait_for(lambda: DBTaskResult.objects.finished().first(), timeout=20)
+    assert task.return_value == "not started"
+    assert not ProbeRun.objects.exists()
+
+

@@ -22,6 +22,7 @@ STATUS_LABELS = {
     "missed": "Missed",
     "max_instances": "Skipped: max instances",
     "lost": "Lost",
+    "expired": "Expired",
 }
 
 

@@ -26,6 +26,7 @@ STATUS_STYLES = {
     "error": "ERROR",
     "missed": "WARNING",
     "max_instances": "WARNING",
+    "expired": "WARNING",
     "running": "NOTICE",
 }
 RUN_FAILURES = {
@@ -33,6 +34,7 @@ RUN_FAILURES = {
     "max_instances": "the run was skipped: the job already had its maximum number of "
     "instances running",
     "lost": "the run was lost: the process running it died before recording an outcome",
+    "expired": "the run expired: no task worker started it in time",
 }
 
 
