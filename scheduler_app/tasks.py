@@ -5,9 +5,10 @@ The scheduler claims a run and, in the same transaction, records it as queued an
 enqueues `run_job` on the configured task backend. With django-tasks-db the task is
 a row written in that transaction, so a run is dispatched exactly when its claim
 commits, once. Workers (`manage.py db_worker`, on any number of machines) then run
-it: each locks the job's `JobRecord` row first, so workers starting the same job
-take turns, and a run that would exceed the job's `max_instances` anywhere, or that
-is past its misfire grace time, is recorded as such instead of started.
+it: each locks the job's `JobRecord` row first (creating it for a job stored
+without one), so workers starting the same job take turns, and a run that would
+exceed the job's `max_instances` anywhere, or that is past its misfire grace time,
+is recorded as such instead of started.
 
 The execution record (`DjangoJobExecution`) follows each run: queued → running →
 success or error, written by whichever worker runs it. While the job's function
@@ -46,7 +47,7 @@ from scheduler_app.models import (
     ExecutionRecord,
     JobRecord,
 )
-from scheduler_app.state import UnreadableState, load_state
+from scheduler_app.state import UnreadableState, load_state, trigger_type_name
 
 try:
     from django.tasks import task
@@ -105,9 +106,7 @@ def _start(job_id: str, run_time: datetime) -> tuple[Any, list[Any], dict[str, A
         except UnreadableState as error:
             return _not_started(execution, DjangoJobExecution.ERROR,
                                 f"Not run: the job's stored state cannot be read: {error}")
-        # Workers starting runs of one job take turns here, so the count of running
-        # instances below cannot change under us.
-        JobRecord.objects.select_for_update().filter(job_id=job_id).first()
+        _take_turn(job_id, state)
         refusal = _refusal(
             job_id, run_time, state, backfill=record["cause"] == ExecutionRecord.Cause.BACKFILL
         )
@@ -140,6 +139,21 @@ def _record_of(execution: DjangoJobExecution) -> dict[str, Any]:
         .first()
     )
     return record or {"cause": None, "kwargs": None, "expired": False}
+
+
+def _take_turn(job_id: str, state: dict[str, Any]) -> None:
+    """Lock the job's `JobRecord` row: workers starting runs of one job take turns
+    here, so the count of running instances cannot change under us.
+
+    A job stored without one (added through a stock job store) gets it now: two
+    workers creating it at once serialize on its primary key, and the second then
+    waits for the first's lock.
+    """
+    JobRecord.objects.select_for_update().get_or_create(
+        job_id=job_id,
+        defaults={"name": state.get("name") or job_id,
+                  "trigger_type": trigger_type_name(state.get("trigger"))},
+    )
 
 
 def _refusal(

@@ -4,20 +4,24 @@ function runs here as a worker calls it; tests/test_tasks_mode.py runs real work
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection, connections, transaction
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app import services
+from scheduler_app import services, tasks
 from scheduler_app.jobstore import JobStore
 from scheduler_app.models import (
     EXECUTION_EXPIRED,
+    EXECUTION_QUEUED,
     ExecutionRecord,
+    JobRecord,
 )
 from scheduler_app.tasks import run_job
-from tests.conftest import edit_stored_job
+from tests.conftest import ON_POSTGRES, copy_stored_job, edit_stored_job, wait_for
 from tests.testapp.models import ProbeRun
 
 SLOW = "probe.slow"  # max_instances 1
@@ -45,6 +49,12 @@ def run(job_id: str, run_time: datetime) -> str:
 
 def execution(job_id: str, run_time: datetime) -> DjangoJobExecution:
     return DjangoJobExecution.objects.get(job_id=job_id, run_time=run_time)
+
+
+def make_due(job_id: str) -> datetime:
+    due = timezone.now().replace(microsecond=0) - timedelta(seconds=1)
+    edit_stored_job(job_id, next_run_time=due)
+    return due
 
 
 def test_a_worker_does_not_run_a_run_queued_longer_than_the_timeout(synced_live, store,
@@ -76,3 +86,67 @@ def test_a_run_whose_job_became_unreadable_is_an_error_not_queued_forever(synced
     assert refused.exception.startswith("Not run: the job's stored state cannot be read")
 
 
+def test_a_job_stored_without_a_record_gets_one_when_a_worker_starts_it(synced_live, store):
+    copy_stored_job("probe.record", "probe.copy")
+    due = make_due("probe.copy")
+    store.claim(datetime.now(UTC))
+
+    assert run("probe.copy", due) == "success"
+
+    assert JobRecord.objects.get(job_id="probe.copy").name == "Probe"
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="SQLite runs one writer at a time")
+def test_workers_starting_runs_of_a_job_stored_without_a_record_take_turns(synced_live, store):
+    copy_stored_job(SLOW, "probe.copy")  # max_instances 1, no JobRecord
+    first = make_due("probe.copy")
+    store.claim(datetime.now(UTC))
+    second = first + timedelta(seconds=1)
+    edit_stored_job("probe.copy", next_run_time=second)
+    store.claim(second)
+    assert DjangoJobExecution.objects.filter(job_id="probe.copy",
+                                             status=EXECUTION_QUEUED).count() == 2
+    first_started, release = threading.Event(), threading.Event()
+    second_worker: dict[str, object] = {}
+
+    def first_worker() -> None:
+        # The first worker's start, held open before its commit.
+        try:
+            with transaction.atomic():
+                tasks._start("probe.copy", first)
+                first_started.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    def start_second() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                second_worker["pid"] = cursor.fetchone()[0]
+            second_worker["started"] = tasks._start("probe.copy", second) is not None
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=first_worker), threading.Thread(target=start_second)]
+    threads[0].start()
+    assert first_started.wait(30)
+    threads[1].start()
+
+    def second_waits_or_is_done() -> bool:
+        if "started" in second_worker:
+            return True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                           [second_worker.get("pid")])
+            return cursor.fetchone() == ("Lock",)
+
+    wait_for(second_waits_or_is_done, timeout=30)
+    release.set()
+    for thread in threads:
+        thread.join(30)
+
+    assert second_worker["started"] is False
+    assert execution("probe.copy", first).status == DjangoJobExecution.SENT
+    assert execution("probe.copy", second).status == DjangoJobExecution.MAX_INSTANCES
+    assert DjangoJob.objects.filter(id="probe.copy", record__isnull=False).exists()

@@ -5,19 +5,22 @@ from __future__ import annotations
 import os
 import signal
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
+from apscheduler.triggers.cron import CronTrigger
 from django.db.models import Count
+from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 from django_tasks_db.models import DBTaskResult
 
-from scheduler_app import selectors, services
+from scheduler_app import notifications, selectors, services
 from scheduler_app.models import (
     EXECUTION_EXPIRED,
     EXECUTION_LOST,
     EXECUTION_QUEUED,
     JobHealth,
+    JobRecord,
     RunRequest,
 )
 from tests.conftest import edit_stored_job, wait_for
@@ -79,13 +82,24 @@ def test_every_run_of_a_one_second_job_executes_once_in_a_worker(start_scheduler
     assert scheduler.process.pid not in runners
 
 
-def test_max_instances_holds_across_workers(start_scheduler, start_worker):
+def test_max_instances_holds_across_workers_for_a_job_stored_without_its_record(
+    start_scheduler, start_worker
+):
     start_scheduler(**TASKS_MODE)
     start_worker()
     start_worker()
-    edit_stored_job("probe.slow", kwargs={"seconds": 2.5})
-
-    run_for("probe.slow", 8)
+    # As a stock job store leaves a job: no JobRecord, the row workers lock to take turns.
+    JobRecord.objects.filter(job_id="probe.slow").delete()
+    edit_stored_job("probe.slow", kwargs={"seconds": 2.5}, next_run_time=timezone.now(),
+                    trigger=CronTrigger(second="*", timezone=UTC))
+    notifications.notify_change("probe.slow")
+    time.sleep(8)
+    services.pause_job(**change("probe.slow"))
+    wait_for(
+        lambda: not DjangoJobExecution.objects.filter(job_id="probe.slow", status__in=UNFINISHED)
+        .exists(),
+        timeout=20,
+    )
 
     starts = list(ProbeRun.objects.filter(job_id="probe.slow").values_list("started_at", flat=True))
     assert len(starts) >= 2
