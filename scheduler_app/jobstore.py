@@ -359,7 +359,9 @@ class JobStore(DjangoJobStore):
 
         Runs in flight are counted from the executions table, which marks a run
         finished only after the executor has let go of it: the count is never below
-        the executor's own, so a claimed backfill run is never refused by it.
+        the executor's own, so a claimed backfill run is never refused by it. In tasks
+        mode a queued scheduled run is not counted: it yields to the backfilled runs
+        queued before it when a worker starts it (`scheduler_app.tasks`).
         """
         pending = RunRequest.objects.filter(
             status=RunRequest.Status.PENDING, cause=ExecutionRecord.Cause.BACKFILL
@@ -377,7 +379,9 @@ class JobStore(DjangoJobStore):
                 )
                 continue
             in_flight = DjangoJobExecution.objects.filter(
-                job_id=job_id, status__in=(DjangoJobExecution.SENT, EXECUTION_QUEUED)
+                Q(status=DjangoJobExecution.SENT)
+                | Q(status=EXECUTION_QUEUED, record__cause__in=_QUEUED_AHEAD_OF_BACKFILLS),
+                job_id=job_id,
             ).count()
             room = max(state.get("max_instances") or 1, 1) - in_flight
             batch = list(
@@ -512,6 +516,11 @@ class JobStore(DjangoJobStore):
         if self.dispatch is not None:
             self.dispatch(job_id, run_time)
         return True
+
+
+# Queued runs a backfill waits behind, in tasks mode: run-now runs take their turn at
+# once, as in the scheduler's own executor; scheduled runs yield to backfilled ones.
+_QUEUED_AHEAD_OF_BACKFILLS = (ExecutionRecord.Cause.BACKFILL, ExecutionRecord.Cause.RUN_NOW)
 
 
 @dataclass

@@ -8,7 +8,10 @@ commits, once. Workers (`manage.py db_worker`, on any number of machines) then r
 it: each locks the job's `JobRecord` row first (creating it for a job stored
 without one), so workers starting the same job take turns, and a run that would
 exceed the job's `max_instances` anywhere, or that is past its misfire grace time,
-is recorded as such instead of started.
+is recorded as such instead of started. A backfilled run is never refused for
+`max_instances`: it is handed back to the scheduler's backfill queue to wait its
+turn, in order of scheduled time, and a scheduled or run-now run yields the place
+to the backfilled runs queued before it.
 
 The execution record (`DjangoJobExecution`) follows each run: queued → running →
 success or error, written by whichever worker runs it. While the job's function
@@ -34,18 +37,19 @@ from typing import Any
 
 from apscheduler.util import ref_to_obj
 from django.db import close_old_connections, transaction
-from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduler_app import binding, liveness, outcomes, services
+from scheduler_app import binding, liveness, notifications, outcomes, services
 from scheduler_app.conf import app_settings
 from scheduler_app.models import (
     EXECUTION_EXPIRED,
     EXECUTION_QUEUED,
     ExecutionRecord,
     JobRecord,
+    RunRequest,
 )
 from scheduler_app.state import UnreadableState, load_state, trigger_type_name
 
@@ -107,9 +111,12 @@ def _start(job_id: str, run_time: datetime) -> tuple[Any, list[Any], dict[str, A
             return _not_started(execution, DjangoJobExecution.ERROR,
                                 f"Not run: the job's stored state cannot be read: {error}")
         _take_turn(job_id, state)
-        refusal = _refusal(
-            job_id, run_time, state, backfill=record["cause"] == ExecutionRecord.Cause.BACKFILL
-        )
+        backfill = record["cause"] == ExecutionRecord.Cause.BACKFILL
+        running, ahead = _places_taken(job_id, run_time)
+        if backfill and running + ahead >= state["max_instances"] and _wait_for_turn(execution):
+            return None
+        refusal = _refusal(job_id, run_time, state, backfill=backfill, running=running,
+                           ahead=ahead)
         if refusal is None:
             try:
                 func = ref_to_obj(state["func"])
@@ -156,21 +163,53 @@ def _take_turn(job_id: str, state: dict[str, Any]) -> None:
     )
 
 
+def _places_taken(job_id: str, run_time: datetime) -> tuple[int, int]:
+    """The job's runs running now, and its backfilled runs queued ahead of this one
+    (scheduled earlier): each holds one of its `max_instances` places."""
+    counts = DjangoJobExecution.objects.filter(job_id=job_id).aggregate(
+        running=Count("id", filter=Q(status=DjangoJobExecution.SENT)),
+        ahead=Count("id", filter=Q(status=EXECUTION_QUEUED, run_time__lt=run_time,
+                                   record__cause=ExecutionRecord.Cause.BACKFILL)),
+    )
+    return counts["running"], counts["ahead"]
+
+
+def _wait_for_turn(execution: DjangoJobExecution) -> bool:
+    """Hand a backfilled run that found no free place back to the scheduler's backfill
+    queue; False if its request is gone (then it is refused like any run).
+
+    A run of the job started between the scheduler's claim and this worker (the
+    claim counts the places without the workers' lock): the backfilled run is
+    claimed again, in order of scheduled time, when a place is free.
+    """
+    returned = RunRequest.objects.filter(
+        job_id=execution.job_id, run_time=execution.run_time,
+        cause=ExecutionRecord.Cause.BACKFILL, status=RunRequest.Status.SUBMITTED,
+    ).update(status=RunRequest.Status.PENDING, claimed_at=None)
+    if not returned:
+        return False
+    logger.info("Backfilled run of job %r at %s waits its turn: max_instances reached",
+                execution.job_id, execution.run_time)
+    execution.delete()
+    notifications.notify_change(execution.job_id)
+    return True
+
+
 def _refusal(
-    job_id: str, run_time: datetime, state: dict[str, Any], *, backfill: bool
+    job_id: str, run_time: datetime, state: dict[str, Any], *, backfill: bool, running: int,
+    ahead: int,
 ) -> tuple[str, str] | None:
     grace = state.get("misfire_grace_time")
     late = timezone.now() - run_time
     # A backfilled run is late by design: its misfire grace time does not apply.
     if grace is not None and not backfill and late > timedelta(seconds=grace):
         return DjangoJobExecution.MISSED, f"Run time of job {job_id!r} was missed by {late}."
-    running = DjangoJobExecution.objects.filter(
-        job_id=job_id, status=DjangoJobExecution.SENT
-    ).count()
-    if running >= state["max_instances"]:
+    if running + ahead >= state["max_instances"]:
+        waiting = f" and {ahead} backfilled run(s) queued ahead of it" if ahead else ""
         return (
             DjangoJobExecution.MAX_INSTANCES,
-            f"Execution of job {job_id!r} skipped: {running} instance(s) already running.",
+            f"Execution of job {job_id!r} skipped: {running} instance(s) already running"
+            f"{waiting}.",
         )
     return None
 

@@ -19,6 +19,7 @@ from scheduler_app.models import (
     EXECUTION_QUEUED,
     ExecutionRecord,
     JobRecord,
+    RunRequest,
 )
 from scheduler_app.tasks import run_job
 from tests.conftest import ON_POSTGRES, copy_stored_job, edit_stored_job, wait_for
@@ -51,10 +52,62 @@ def execution(job_id: str, run_time: datetime) -> DjangoJobExecution:
     return DjangoJobExecution.objects.get(job_id=job_id, run_time=run_time)
 
 
+def backfill_one_run() -> datetime:
+    """Queue the backfill of one run of `SLOW`, an hour ago; its scheduled time."""
+    services.reschedule_job(trigger_spec={"trigger": "cron", "trigger_args": {"minute": "0"}},
+                            **CHANGE)
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    [run_time] = services.backfill_job(start=hour, end=hour, **CHANGE).queued
+    return run_time
+
+
 def make_due(job_id: str) -> datetime:
     due = timezone.now().replace(microsecond=0) - timedelta(seconds=1)
     edit_stored_job(job_id, next_run_time=due)
     return due
+
+
+def test_a_scheduled_run_yields_its_place_to_a_backfilled_run_queued_before_it(
+    synced_live, store
+):
+    backfilled = backfill_one_run()
+    scheduled = make_due(SLOW)
+    # One pass claims both: the backfilled run first, then the due one.
+    claimed = store.claim(datetime.now(UTC))
+    assert [run.run_times for run in claimed] == [[backfilled], [scheduled]]
+
+    assert run(SLOW, scheduled) == "not started"
+    assert run(SLOW, backfilled) == "success"
+
+    refused = execution(SLOW, scheduled)
+    assert refused.status == DjangoJobExecution.MAX_INSTANCES
+    assert refused.exception == (
+        f"Execution of job {SLOW!r} skipped: 0 instance(s) already running and 1 backfilled "
+        "run(s) queued ahead of it.")
+    assert execution(SLOW, backfilled).status == DjangoJobExecution.SUCCESS
+
+
+def test_a_backfilled_run_that_finds_its_place_taken_waits_its_turn(synced_live, store):
+    backfilled = backfill_one_run()
+    [claimed] = store.claim(datetime.now(UTC))
+    # A worker started another run of the job as the claim committed (the claim counts
+    # the places without the workers' lock).
+    other = DjangoJobExecution.objects.create(job_id=SLOW, run_time=timezone.now(),
+                                              status=DjangoJobExecution.SENT)
+
+    assert run(SLOW, backfilled) == "not started"
+
+    request = RunRequest.objects.get(job_id=SLOW, cause="backfill")
+    assert (request.status, request.claimed_at) == ("pending", None)
+    assert not DjangoJobExecution.objects.filter(job_id=SLOW, run_time=backfilled).exists()
+    assert store.claim_run_requests(datetime.now(UTC)) == [] and store.backfills_waiting
+    other.status = DjangoJobExecution.SUCCESS
+    other.save()
+    [again] = store.claim_run_requests(datetime.now(UTC))
+    assert again.run_times == claimed.run_times == [backfilled]
+    assert run(SLOW, backfilled) == "success"
+    assert not DjangoJobExecution.objects.filter(
+        job_id=SLOW, run_time=backfilled, status=DjangoJobExecution.MAX_INSTANCES).exists()
 
 
 def test_a_worker_does_not_run_a_run_queued_longer_than_the_timeout(synced_live, store,

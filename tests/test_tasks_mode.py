@@ -200,3 +200,29 @@ def test_a_queued_run_no_worker_starts_expires_and_a_late_worker_does_not_run_it
     assert not ProbeRun.objects.exists()
 
 
+def test_backfilled_runs_wait_their_turn_in_order_beside_scheduled_runs(
+    start_scheduler, start_worker
+):
+    start_scheduler(**TASKS_MODE)
+    start_worker()
+    start_worker()
+    edit_stored_job("probe.slow", kwargs={"seconds": 1})  # max_instances 1
+    services.reschedule_job(trigger_spec=EVERY_SECOND, **change("probe.slow"))
+    second = timezone.now().replace(microsecond=0)
+    outcome = services.backfill_job(start=second - timedelta(seconds=30),
+                                     end=second - timedelta(seconds=28), **change("probe.slow"))
+    assert len(outcome.queued) == 3
+    runs = DjangoJobExecution.objects.filter(job_id="probe.slow").select_related("record")
+    backfilled = runs.filter(record__cause="backfill")
+
+    wait_for(lambda: backfilled.filter(status=DjangoJobExecution.SUCCESS).count() == 3,
+             timeout=30)
+    services.pause_job(**change("probe.slow"))
+    wait_for(lambda: not runs.filter(status__in=UNFINISHED).exists(), timeout=20)
+
+    starts = [run.record.started_at for run in backfilled.order_by("run_time")]
+    assert starts == sorted(starts), "backfilled runs started in order of scheduled time"
+    ran = sorted((run.record.started_at, selectors.ExecutionView.from_row(run).finished)
+                 for run in runs.filter(status=DjangoJobExecution.SUCCESS))
+    for (_, finished), (started, _) in zip(ran, ran[1:], strict=False):
+        assert started >= finished - ROUNDING, "two runs overlapped"
