@@ -30,9 +30,16 @@ from typing import Any
 from apscheduler import events
 from apscheduler.job import Job
 from apscheduler.jobstores.base import ConflictingIdError
-from django.db import IntegrityError, connection, transaction
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 from django.db.models import BooleanField, ExpressionWrapper, Min, Q
 from django.db.models.functions import Now
+from django.utils import timezone
 from django_apscheduler import util
 from django_apscheduler.jobstores import DjangoJobStore
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
@@ -485,9 +492,8 @@ class JobStore(DjangoJobStore):
                                  if self._record_claimed_run(run.job.id, time, cause)]
             return [run for run in claimed if run.run_times]
         if self.dispatch is not None:
-            for run in claimed:
-                for run_time in run.run_times:
-                    self.dispatch(run.job.id, run_time)
+            _hand_over(self.dispatch, [(run.job.id, run_time)
+                                       for run in claimed for run_time in run.run_times])
         return claimed
 
     def _record_claimed_run(
@@ -514,13 +520,56 @@ class JobStore(DjangoJobStore):
                            job_id, run_time)
             return False
         if self.dispatch is not None:
-            self.dispatch(job_id, run_time)
+            _hand_over(self.dispatch, [(job_id, run_time)])
         return True
 
 
 # Queued runs a backfill waits behind, in tasks mode: run-now runs take their turn at
 # once, as in the scheduler's own executor; scheduled runs yield to backfilled ones.
 _QUEUED_AHEAD_OF_BACKFILLS = (ExecutionRecord.Cause.BACKFILL, ExecutionRecord.Cause.RUN_NOW)
+
+
+def _hand_over(dispatch: Callable[[str, datetime], None], runs: list[tuple[str, datetime]]) -> None:
+    """Dispatch claimed runs, inside the claim; a run the task backend refuses is
+    recorded as an error with the reason, and the others go.
+
+    All at once in one savepoint first; on an error, one savepoint per run, to
+    find which. A lost connection is the pass's error, not the runs': it is raised,
+    and the pass is retried. A backend outside the database may have taken a run
+    before the error: it is dispatched again, and its worker finds it started.
+    """
+    if not runs:
+        return
+    try:
+        with transaction.atomic():
+            for job_id, run_time in runs:
+                dispatch(job_id, run_time)
+        return
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as error:
+        logger.warning("The task backend refused a run (%s); dispatching one run at a time",
+                       error)
+    refused = []
+    for job_id, run_time in runs:
+        try:
+            with transaction.atomic():
+                dispatch(job_id, run_time)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as error:
+            logger.exception("The task backend refused the run of job %r at %s", job_id, run_time)
+            execution = DjangoJobExecution.objects.filter(
+                job_id=job_id, run_time=util.get_django_internal_datetime(run_time)
+            )
+            refused += execution.values_list("id", flat=True)
+            execution.update(
+                status=DjangoJobExecution.ERROR,
+                finished=timezone.now().timestamp(),
+                exception=f"Not queued: the task backend refused it: "
+                f"{type(error).__name__}: {error}"[:1000],
+            )
+    outcomes.record_outcomes(execution_ids=refused)
 
 
 @dataclass

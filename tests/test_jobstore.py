@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -405,3 +406,42 @@ def test_a_stock_apscheduler_scheduler_does_not_busy_loop_on_a_due_broken_job():
     # Measured before the fix: thousands of passes a second.
     assert passes < 20
     assert DjangoJob.objects.filter(id="broken").exists()
+
+
+def enqueue_or_refuse(refused_job_id: str, failure: str) -> Callable[[str, datetime], None]:
+    """A task backend that takes every run but those of one job."""
+    from scheduler_app.tasks import enqueue_run  # imports the Tasks framework
+
+    def dispatch(job_id: str, run_time: datetime) -> None:
+        enqueue_run(job_id, run_time)  # written, then undone with the refusal
+        if job_id != refused_job_id:
+            return
+        if failure == "database error":  # one that aborts a PostgreSQL transaction
+            DjangoJob.objects.create(id=job_id)
+        raise ValueError("queue full")
+
+    return dispatch
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("failure", ["backend error", "database error"])
+def test_a_run_the_task_backend_refuses_is_an_error_and_the_others_are_queued(scheduler, failure):
+    from django_tasks_db.models import DBTaskResult
+
+    store = JobStore(dispatch=enqueue_or_refuse("b", failure))
+    store.start(scheduler, "default")
+    trigger = IntervalTrigger(minutes=1, start_date=NOW - timedelta(hours=1), timezone=UTC)
+    for job_id in ("a", "b", "c"):
+        store.add_job(make_job(scheduler, job_id, NOW, trigger=trigger))
+
+    claimed = store.claim(NOW)
+
+    assert sorted(run.job.id for run in claimed) == ["a", "b", "c"]
+    statuses = dict(DjangoJobExecution.objects.values_list("job_id", "status"))
+    assert statuses == {"a": "Queued", "b": DjangoJobExecution.ERROR, "c": "Queued"}
+    refused = DjangoJobExecution.objects.get(job_id="b")
+    error = "IntegrityError" if failure == "database error" else "ValueError: queue full"
+    assert refused.exception.startswith(f"Not queued: the task backend refused it: {error}")
+    assert sorted(task.args_kwargs["kwargs"]["job_id"] for task in DBTaskResult.objects.all()) \
+        == ["a", "c"]
+    assert DjangoJob.objects.get(id="b").next_run_time == NOW + timedelta(minutes=1)
