@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from django.db import DatabaseError, InterfaceError, connection, transaction
 from django.db.models import Q
 from django.db.models.functions import Coalesce, Now
+from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 
 from scheduler_app import outcomes
@@ -149,6 +150,7 @@ def expire_queued_runs() -> int:
         timeout,
         status=EXECUTION_EXPIRED,
         message=expired_message(timeout),
+        finished=timezone.now().timestamp(),  # given up now (a lost run's end is unknown)
     )
     if expired:
         logger.warning("%d queued run(s) expired: no worker started them within %gs",
@@ -157,7 +159,8 @@ def expire_queued_runs() -> int:
 
 
 def _end_runs(
-    current: str, last_sign_of_life: Coalesce, timeout: float, *, status: str, message: str
+    current: str, last_sign_of_life: Coalesce, timeout: float, *, status: str, message: str,
+    **fields: float,
 ) -> int:
     with transaction.atomic():
         # Rows a worker holds (starting or finishing the run) are left for the next
@@ -170,7 +173,7 @@ def _end_runs(
             .values_list("id", flat=True)
         )
         DjangoJobExecution.objects.filter(id__in=ids).update(
-            status=status, exception=message[:1000]
+            status=status, exception=message[:1000], **fields
         )
         outcomes.record_outcomes(execution_ids=ids)
     return len(ids)

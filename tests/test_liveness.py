@@ -92,6 +92,7 @@ def test_a_queued_run_no_worker_started_expires_and_frees_its_place(synced, sett
     expired = DjangoJobExecution.objects.get(job_id="probe.slow")
     assert (expired.status, expired.exception) == (
         EXECUTION_EXPIRED, "Expired: no worker started it within 600s of being queued.")
+    assert expired.finished is not None
     assert status(fresh) == EXECUTION_QUEUED
     assert JobHealth.objects.get(job_id="probe.slow").runs_missed == 1
     alert = Alert.objects.get(job_id="probe.slow")
