@@ -54,7 +54,9 @@ class ExecutionRecord(models.Model):
     # Keyword arguments for this run only (run now with arguments), JSON values.
     kwargs = models.JSONField(null=True, blank=True)
     # Catch-up runs of this job that were skipped before this one (long downtime).
-    skipped_runs = models.PositiveIntegerField(default=0)
+    # A big integer: a stored next run time of year 1 on a 1-second interval is
+    # 6.4e10 runs behind, past a 32-bit column (PostgreSQL refused the claim).
+    skipped_runs = models.PositiveBigIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"execution {self.execution_id} ({self.cause})"

@@ -335,6 +335,19 @@ class TestCatchUp:
         assert len(claimed.run_times) == 10
         assert ExecutionRecord.objects.get(skipped_runs__gt=0).skipped_runs == 2_000_001 - 10
 
+    def test_a_next_run_time_of_year_one_counts_its_ten_billions_of_skipped_runs(
+        self, store, scheduler
+    ):
+        year_one = datetime(1, 1, 2, tzinfo=UTC)
+        trigger = IntervalTrigger(seconds=1, start_date=year_one, timezone=UTC)
+        store.add_job(make_job(scheduler, "a", year_one, trigger=trigger))
+
+        [claimed] = store.claim_due_jobs(NOW)
+
+        assert claimed.run_times[-1] == NOW
+        behind = int((NOW - year_one).total_seconds()) + 1
+        assert ExecutionRecord.objects.get(skipped_runs__gt=0).skipped_runs == behind - 10
+
 
 @pytest.mark.django_db
 class TestJobsTheSchedulerSetsAside:
