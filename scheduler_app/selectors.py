@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -788,9 +789,26 @@ def _derived_state(job_id: str, state: dict[str, Any]) -> _StoredState:
         misfire_grace_time=state.get("misfire_grace_time"),
         coalesce=state.get("coalesce"),
         args=tuple(state.get("args", ())),
-        kwargs=dict(state.get("kwargs", {})),
+        kwargs=_shown_kwargs(dict(state.get("kwargs", {}))),
         ends_at=_schedule_end(state["trigger"]),
     )
+
+
+def _shown_kwargs(kwargs: dict[Any, Any]) -> dict[str, Any]:
+    """A job's keyword arguments as JSON can show them.
+
+    Front doors only store JSON values, but other code can store anything through
+    the job store (bytes, a datetime, an object of its own): such a value is shown
+    as its repr, so the job is listed instead of failing the whole list.
+    """
+    shown = {}
+    for name, value in kwargs.items():
+        try:
+            json.dumps(value, allow_nan=False)  # as strictly as DRF's renderer
+        except (TypeError, ValueError):
+            value = repr(value)
+        shown[str(name)] = value
+    return shown
 
 
 def _schedule_end(trigger: Any) -> datetime | None:

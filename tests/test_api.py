@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime, timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -25,7 +27,7 @@ from scheduler_app.models import (
     SchedulerLease,
     SchedulerProcess,
 )
-from scheduler_app.state import dump_state
+from scheduler_app.state import dump_state, load_state
 from tests.conftest import (
     break_function_reference,
     copy_job_with_record,
@@ -963,3 +965,24 @@ def test_concurrent_puts_with_the_same_if_match_let_exactly_one_through():
     assert all(body["current_version"] == start + 1 for status, body in results if status == 412)
     assert client_for(user).get(f"{JOB_URL}/").json() == winner
     assert JobChange.objects.filter(job_id=JOB, action="rescheduled").count() == 1
+
+
+def test_arguments_json_cannot_hold_are_shown_as_their_repr_not_a_failed_list(admin_client):
+    # Stored through the job store by other code: front doors only take JSON values.
+    copy_job_with_record(JOB, "other.app.job")
+    row = DjangoJob.objects.get(id="other.app.job")
+    state = load_state(row.job_state)
+    when = datetime(2030, 1, 1)
+    state["kwargs"] = {"blob": b"\x80\x81", "when": when, "ratio": float("nan"), 7: "seven"}
+    DjangoJob.objects.filter(id="other.app.job").update(job_state=dump_state(state))
+
+    listing = admin_client.get(f"{API}/jobs/?page_size=100")
+    detail = admin_client.get(f"{API}/jobs/other.app.job/")
+    command = StringIO()
+    call_command("scheduler", "show", "other.app.job", "--json", stdout=command)
+
+    assert listing.status_code == 200 and detail.status_code == 200
+    assert JOB in {job["id"] for job in listing.json()["results"]}
+    expected = {"blob": "b'\\x80\\x81'", "when": repr(when), "ratio": "nan", "7": "seven"}
+    assert detail.json()["kwargs"] == expected
+    assert json.loads(command.getvalue())["kwargs"] == expected
