@@ -109,19 +109,22 @@ def record_outcomes(*, execution_ids: Iterable[int]) -> None:
 
 def record_reported_outcomes(reports: Sequence[RunReport]) -> None:
     """`RunRecorder` batch hook: `record_outcomes` for the runs a batch finished."""
-    wanted = {(report.job_id, report.run_time) for report in reports if report.status}
-    if not wanted:
+    reported = {(report.job_id, report.run_time): report.status
+                for report in reports if report.status}
+    if not reported:
         return
     rows = DjangoJobExecution.objects.filter(
-        job_id__in={job_id for job_id, _ in wanted},
-        run_time__in={run_time for _, run_time in wanted},
+        job_id__in={job_id for job_id, _ in reported},
+        run_time__in={run_time for _, run_time in reported},
         status__in=OUTCOMES,
     )
-    _count_outcomes(rows, only=wanted)
+    _count_outcomes(rows, only=reported)
 
 
 def _count_outcomes(
-    executions: QuerySet[DjangoJobExecution], *, only: set[tuple[str, datetime]] | None = None
+    executions: QuerySet[DjangoJobExecution],
+    *,
+    only: dict[tuple[str, datetime], str] | None = None,
 ) -> None:
     """Count executions' outcomes in their jobs' health rows, a few statements a batch.
 
@@ -130,8 +133,10 @@ def _count_outcomes(
     written back in one statement; only an incident that opens or closes costs a
     statement of its own (`alerts.raise_for`).
     """
+    # With `only`, the (job, run time) -> status just written: a run whose row holds
+    # another status (it was marked lost before its outcome came) is not counted again.
     rows = [row for row in executions.select_related("record").order_by("job_id", "run_time")
-            if only is None or (row.job_id, row.run_time) in only]
+            if only is None or only.get((row.job_id, row.run_time)) == row.status]
     if not rows:
         return
     with transaction.atomic():

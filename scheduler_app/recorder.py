@@ -14,7 +14,9 @@ A run's execution row exists before it starts (the claim inserts it, see
 `JobStore.claim_due_jobs`), so recording is an update keyed by the unique
 (job, run time) pair and can be retried: on a database error the recorder keeps
 the batch, backs off, reconnects and writes it again. Nothing is recorded twice
-and nothing is lost while the process lives.
+and nothing is lost while the process lives. An outcome is written only over a
+run still running: a run the scheduler gave up on (lost: no heartbeat for
+LOST_RUN_TIMEOUT) stays lost, counted once.
 
 Outcome-dependent logic (failure counts, auto-pause, alerts) plugs in as a batch
 hook: `RunRecorder(hooks=[...])` calls each hook with the batch's finished
@@ -202,13 +204,14 @@ def _update_postgresql(reports: Sequence[RunReport]) -> None:
                                      ELSE report.traceback END
                 FROM report
                 WHERE execution.job_id = report.job_id AND execution.run_time = report.run_time
+                    AND (report.status IS NULL OR execution.status = %s)
                 RETURNING execution.id, report.started_at
             )
             UPDATE {record} AS record SET started_at = updated.started_at
             FROM updated
             WHERE record.execution_id = updated.id AND updated.started_at IS NOT NULL
             """,
-            params,
+            [*params, DjangoJobExecution.SENT],
         )
 
 
@@ -219,7 +222,7 @@ def _update_each(reports: Sequence[RunReport]) -> None:
             job_id=report.job_id, run_time=report.run_time
         )
         if report.status is not None:
-            executions.update(
+            executions.filter(status=DjangoJobExecution.SENT).update(
                 status=report.status,
                 finished=report.finished_at and round(report.finished_at.timestamp(), 2),
                 duration=report.duration,

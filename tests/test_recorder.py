@@ -12,7 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import recorder as recorder_module
-from scheduler_app.models import ExecutionRecord
+from scheduler_app.models import EXECUTION_LOST, ExecutionRecord, JobHealth
+from scheduler_app.outcomes import record_outcomes, record_reported_outcomes
 from scheduler_app.recorder import RunRecorder, RunReport, record_reports
 from tests.conftest import wait_for
 
@@ -161,3 +162,16 @@ def test_a_short_runs_start_and_outcome_are_written_in_one_transaction():
     record = ExecutionRecord.objects.select_related("execution").get(execution__job_id="a")
     assert record.started_at == outcome.started_at
     assert record.execution.status == DjangoJobExecution.SUCCESS
+
+
+@pytest.mark.django_db
+def test_a_run_marked_lost_stays_lost_when_its_outcome_comes_late():
+    [run_time] = claimed_runs(1)
+    DjangoJobExecution.objects.filter(run_time=run_time).update(status=EXECUTION_LOST)
+    record_outcomes(execution_ids=DjangoJobExecution.objects.values_list("id", flat=True))
+
+    record_reports([finished(run_time)], hooks=[record_reported_outcomes])
+
+    assert DjangoJobExecution.objects.get(run_time=run_time).status == EXECUTION_LOST
+    health = JobHealth.objects.get(job_id="a")
+    assert (health.runs_lost, health.runs_success) == (1, 0)
