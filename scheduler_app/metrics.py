@@ -143,15 +143,18 @@ def text_exposition() -> bytes:
                       for job, job_label in zip(jobs, job_labels, strict=True)
                       for _, value in family.samples(job)]
             continue
-        label_names = sorted(family.extra_labels + ("job",))
-        job_position = label_names.index("job")
-        for job, job_label in zip(jobs, job_labels, strict=True):
-            for extra, value in family.samples(job):
-                named = dict(zip(family.extra_labels, extra, strict=True))
-                labels = [f'{label}="{_escape_label_value(named[label])}"'
-                          for label in label_names if label != "job"]
-                labels.insert(job_position, job_label)
-                lines.append(f"{name}{{{','.join(labels)}}} {_sample_value(value)}\n")
+        # The labels in sorted order, as the library writes them: {0} is the job's,
+        # {1}, {2}... the family's own, in their declared order.
+        template = ",".join(
+            "{0}" if label == "job" else f'{label}="{{{family.extra_labels.index(label) + 1}}}"'
+            for label in sorted(("job", *family.extra_labels))
+        )
+        lines += [
+            f"{name}{{{template.format(job_label, *map(_escape_label_value, extra))}}} "
+            f"{_sample_value(value)}\n"
+            for job, job_label in zip(jobs, job_labels, strict=True)
+            for extra, value in family.samples(job)
+        ]
     text = "".join(lines).encode()
     return text + generate_latest(_SchedulerOnly(selectors.scheduler_metrics()))
 
