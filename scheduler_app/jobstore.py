@@ -201,8 +201,7 @@ class JobStore(DjangoJobStore):
         Unlike a stock scheduler, ours claims a due broken job like any other: the claim
         records its missed run and moves its next run time on, so it cannot spin.
         """
-        earliest = DjangoJob.objects.aggregate(earliest=Min("next_run_time"))["earliest"]
-        return util.get_apscheduler_datetime(earliest, self._scheduler) if earliest else None
+        return DjangoJob.objects.aggregate(earliest=Min("next_run_time"))["earliest"]
 
     def _can_restore(self, job_state: bytes) -> bool:
         try:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Min, QuerySet
 from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
@@ -221,6 +221,13 @@ def raise_overdue_alerts(now: datetime) -> int:
         if "job_overdue" not in incident:
             raised += _raise_if_overdue(job_id, now) is not None
     return raised
+
+
+def next_overdue_deadline(now: datetime) -> datetime | None:
+    """When the next running job goes overdue if no run of it succeeds (one index read)."""
+    return JobHealth.objects.filter(
+        overdue_at__gt=now, job__next_run_time__isnull=False
+    ).aggregate(deadline=Min("overdue_at"))["deadline"]
 
 
 def _raise_if_overdue(job_id: str, now: datetime) -> Alert | None:

@@ -17,7 +17,8 @@ and whole-job write-back undo a pause committed in between, with a pass that:
 6. on a database error, logs, drops the connection and retries with back-off
    instead of letting the exception end the loop;
 7. at most once a second, raises `job_overdue` for jobs with no successful run
-   within their window (`outcomes.raise_overdue_alerts`);
+   within their window (`outcomes.raise_overdue_alerts`), waking up for the next
+   such deadline;
 8. marks lost the runs whose heartbeat stopped and expires queued runs no task
    worker started (`liveness`).
 
@@ -149,6 +150,7 @@ class Scheduler(BlockingScheduler):
             self._sweep_overdue_jobs()
             self.next_pause_end = selectors.next_pause_end()
             next_run_time = _earliest(self.jobstore.earliest_next_run_time(), self.next_pause_end)
+            overdue_at = outcomes.next_overdue_deadline(now)
         except LeadershipLost as reason:
             logger.warning("Not claiming: %s; standing by", reason)
             return self.leadership.ttl / 3
@@ -167,6 +169,12 @@ class Scheduler(BlockingScheduler):
         if next_run_time is not None:
             until_next = next_run_time.timestamp() - datetime.now(self.timezone).timestamp()
             wait_seconds = min(max(until_next, 0), wait_seconds)
+        if overdue_at is not None:
+            # Awake for the next job to go overdue, so its alert is not late by up to
+            # MAX_SLEEP; but sweeps stay at most one a second.
+            until_overdue = max(overdue_at.timestamp() - time.time(),
+                                self.next_overdue_sweep - time.monotonic())
+            wait_seconds = min(max(until_overdue, 0), wait_seconds)
         return wait_seconds
 
     def _submit_isolated(self, run: ClaimedRun) -> None:

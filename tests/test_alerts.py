@@ -22,6 +22,7 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import alerts, outcomes, services, signals
 from scheduler_app.models import Alert, JobHealth, JobRecord
+from scheduler_app.scheduler import Scheduler
 from tests.conftest import record_execution, wait_for
 
 JOB = "reports.weekly"
@@ -307,3 +308,20 @@ def test_an_auto_paused_job_raises_job_auto_paused_once_after_its_failure_alert(
     assert "paused after 3 consecutive failed runs" in Alert.objects.get(
         event="job_auto_paused").message
     assert JobHealth.objects.get(job_id="probe.fail").incident == ["run_failed", "job_auto_paused"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_active_scheduler_wakes_up_when_the_next_job_goes_overdue(synced, settings):
+    settings.SCHEDULER_APP = {**settings.SCHEDULER_APP, "MAX_SLEEP": 60}
+    now = timezone.now()
+    DjangoJob.objects.update(next_run_time=now + timedelta(days=1))  # nothing due meanwhile
+    # Due 3,597 s ago with the default hour of grace: overdue in 3 s.
+    outcomes.record_runs_due([(JOB, now - timedelta(seconds=3597))])
+    scheduler = Scheduler()
+    assert scheduler.leadership.refresh()
+    try:
+        wait = scheduler._process_jobs()
+    finally:
+        scheduler.leadership.release()
+
+    assert 1 <= wait <= 3, "it would sleep past the deadline, and the alert be late"
