@@ -187,7 +187,7 @@ def run_ours(system: str, options: argparse.Namespace, lead: float) -> Result:
 
 
 def create_interval_jobs(jobs: int, rate: float, lead: float) -> float:
-    """`jobs` copies of the no-op probe, due from t0 at `rate` runs/s; returns t0."""
+    """`jobs` runtime jobs of the no-op probe, due from t0 at `rate` runs/s; returns t0."""
     from apscheduler.triggers.interval import IntervalTrigger
     from django.db import transaction
     from django_apscheduler.models import DjangoJob
@@ -208,7 +208,8 @@ def create_interval_jobs(jobs: int, rate: float, lead: float) -> float:
                      "trigger": IntervalTrigger(seconds=interval, start_date=start, timezone=UTC)}
             rows.append(DjangoJob(id=job_id, next_run_time=start, job_state=dump_state(state)))
             records.append(JobRecord(job_id=job_id, version=1, name=job_id,
-                                     trigger_type="interval"))
+                                     trigger_type="interval", origin=JobRecord.Origin.RUNTIME,
+                                     function=NOOP))
         with transaction.atomic():
             DjangoJob.objects.bulk_create(rows)
             JobRecord.objects.bulk_create(records)
