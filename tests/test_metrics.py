@@ -251,3 +251,19 @@ def test_openmetrics_scrapers_get_openmetrics(synced, admin_client):
     assert response["Content-Type"].startswith("application/openmetrics-text")
     assert response.content.rstrip().endswith(b"# EOF")
     assert b"scheduler_job_runs_total{" in response.content
+
+
+def test_a_deleted_runtime_job_leaves_the_metrics_with_its_history_kept(synced, admin_client):
+    definition = {"id": "customer.7", "function": "probe.customer_report",
+                  "trigger": "interval", "trigger_args": {"hours": 1},
+                  "kwargs": {"customer_id": 7}}
+    services.create_job(definition=definition, actor="t", source="api")
+    finish("customer.7", minutes_ago=1)
+    assert value(scrape(admin_client), "scheduler_job_info", job="customer.7") == 1
+
+    services.delete_job(job_id="customer.7", actor="t", source="api")
+
+    families = scrape(admin_client)
+    assert "customer.7" not in {sample.labels["job"] for sample in families["scheduler_job_info"]}
+    assert value(families, "scheduler_job_info", job=JOB) == 1
+    assert DjangoJobExecution.objects.filter(job_id="customer.7").exists()
