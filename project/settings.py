@@ -238,7 +238,9 @@ A burst of wrong passwords (5 for one username or from one address, by default) 
 429 with `Retry-After`: logins of that username and from that address are refused
 for the cool-off time (15 minutes by default), the right password included.
 Credentials or a session cookie holding bytes no user or session can have (a NUL
-byte) are treated as none: 401.
+byte) are treated as none: 401. With HTTP Basic credentials the body is read before the
+password is tried: a body that is not JSON is a 415, malformed JSON a 400, on any
+operation.
 
 **Writes** take `application/json` only (anything else: 415), at most 64 KiB, and an
 optional `If-Match` with the job's version (`"7"` or `7`; `*` = any). A stale

@@ -97,3 +97,34 @@ def test_a_correct_admin_login_still_works_for_someone_else(admin_user):
     )
 
     assert response.status_code == 302 and response["Location"] == "/admin/"
+
+
+
+@pytest.mark.parametrize(
+    ("method", "content_type", "body", "status"),
+    [
+        ("GET", "application/json", "{", 400),
+        ("POST", "application/json", '{"reason": ', 400),
+        ("POST", "text/plain", "guess", 415),
+        ("GET", "multipart/form-data", "--x--", 415),
+    ],
+)
+def test_a_body_the_api_cannot_read_is_refused_before_any_password_is_tried(
+    admin_user, method, content_type, body, status
+):
+    # django-axes reads the body when it records a failed login. Were the password tried
+    # first, such a body would stop the count there: no lock-out ever, and a GET would
+    # tell the right password (200) from a wrong one (400).
+    guesser = Client(REMOTE_ADDR="192.0.2.10")
+    path = f"{JOBS}reports.weekly/pause/" if method == "POST" else JOBS
+    passwords = [f"guess-{i}" for i in range(settings.AXES_FAILURE_LIMIT + 1)] + [PASSWORD]
+
+    answers = [
+        guesser.generic(method, path, body, content_type=content_type,
+                        **basic("admin", password)).status_code
+        for password in passwords
+    ]
+
+    assert answers == [status] * len(passwords)
+    assert not AccessAttempt.objects.exists()  # no password was tried
+    assert api_get("admin", PASSWORD).status_code == 200

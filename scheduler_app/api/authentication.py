@@ -7,6 +7,13 @@ username or address, and flags the request). Django's `authenticate()` turns tha
 refusal into a plain failure, which DRF would answer with 401 as if the password
 were merely wrong; this answers 429 with a Retry-After instead, as the admin login
 does. Without django-axes it is DRF's `BasicAuthentication`.
+
+The request's body is read before the password is tried. django-axes reads it
+(`request.POST`, which DRF parses) when it records a failed login, and a body DRF
+cannot parse would raise there, after the password was checked and before the
+failure was counted: a guesser sending such bodies would never be locked out, and
+a read would tell a right password (200) from a wrong one (400). A body the API
+cannot read is refused (400, 415) before any password is tried.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ class BasicAuthentication(authentication.BasicAuthentication):
         # the user and login-attempt lookups (DataError, a 500 for anyone). No user holds one.
         if "\x00" in userid or "\x00" in password:
             raise AuthenticationFailed("Invalid username/password.")
+        if request is not None:
+            request.data  # noqa: B018 - 400 or 415 for an unreadable body, before the password
         try:
             return super().authenticate_credentials(userid, password, request)
         except AuthenticationFailed:
