@@ -256,7 +256,8 @@ a run's `skipped_runs` says how many missed runs were skipped before it.
 
 **Errors** are JSON: `{"detail": ..., "code": ...}`, plus `errors` (messages by field:
 `trigger_args.minutes`, `If-Match`, `page_size`, `body`) on every 400. A refused
-request changes nothing.
+request changes nothing. Each operation lists every status it can answer; an `Accept`
+header naming neither JSON nor HTML gets 406.
 
 **Runs** carry `run_time` (when due), `started` (when the run really started; null
 until then) and `lateness` (seconds from one to the other).

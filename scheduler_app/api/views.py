@@ -113,27 +113,41 @@ SCHEDULE_EXAMPLES = [
     ),
 ]
 _ERROR_MEANINGS = {
-    400: "Bad input; `errors` names the field and the problem.",
-    401: "Not authenticated.",
-    403: "Not staff, or no permission on scheduler jobs.",
+    400: "Bad input: a body (over 64 KiB, malformed JSON, a value refused), query "
+    "parameter or header; `errors` names the field.",
+    401: "No credentials, or credentials no user holds (a `WWW-Authenticate: Basic` "
+    "challenge comes with it).",
+    403: "Not staff, no permission on scheduler jobs, or a session write without its CSRF "
+    "token.",
     404: "No job with that id, or no such page.",
-    409: "The operation conflicts with the job's state (e.g. the job is broken, the id "
-    "is taken, the job is declared in code).",
+    406: "The Accept header names no type this API answers (JSON, or HTML for the "
+    "browsable API).",
+    409: "The operation conflicts with the job's state (e.g. the job is broken or its "
+    "stored state unreadable, the id is taken, the job is declared in code).",
     412: "Stale If-Match: the job changed; `current_version` is its version now.",
-    415: "Writes accept only application/json.",
+    415: "The body is not application/json, the only type writes take (with HTTP Basic "
+    "credentials any operation reads its body, before the password is tried).",
+    429: "Too many failed logins for this username or from this address (HTTP Basic, "
+    "django-axes): every login is refused, the right password included, until "
+    "`Retry-After` seconds have passed.",
 }
+# What any operation may answer, before it looks at a job: a body over 64 KiB or not
+# JSON, no or bad credentials, no permission, an Accept header it cannot satisfy, a
+# locked-out login.
+ANY_OPERATION = (400, 401, 403, 406, 415, 429)
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """The error answers of an operation: those of any operation, plus `codes`."""
     return {
         code: OpenApiResponse(ErrorSerializer, description=_ERROR_MEANINGS[code])
-        for code in (401, 403, *codes)
+        for code in sorted({*ANY_OPERATION, *codes})
     }
 
 
+# Reads of one job, or of a page of a list (a page past the last one is a 404).
 READ_ERRORS = _errors(404)
-PAGE_ERRORS = _errors(400, 404)
-WRITE_ERRORS = _errors(400, 404, 409, 412, 415)
+WRITE_ERRORS = _errors(404, 409, 412)
 # The operations without a body that change a job and answer with it (resume, reset).
 JOB_CHANGE_SCHEMA = extend_schema(
     parameters=[JOB_ID, IF_MATCH, ETAG, MESSAGE],
@@ -233,7 +247,7 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
         return _job_response(outcome.job, message=outcome.message)
 
     @extend_schema(
-        parameters=[JobFilterSerializer], responses={200: JobSerializer, **PAGE_ERRORS}
+        parameters=[JobFilterSerializer], responses={200: JobSerializer, **READ_ERRORS}
     )
     def list(self, request: Request) -> Response:
         """Jobs, a page at a time; filter by `enabled`, `trigger`, `search`; `ordering`."""
@@ -244,7 +258,7 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
     @extend_schema(
         parameters=[ETAG],
         request=JobDefinitionSerializer,
-        responses={201: JobSerializer, **_errors(400, 409, 415)},
+        responses={201: JobSerializer, **_errors(409)},
         examples=[OpenApiExample(
             "A report per customer, at 07:00",
             value={
@@ -431,7 +445,7 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
         return self._changed_job_response(services.reset_job, request)
 
     @extend_schema(
-        parameters=[JOB_ID], responses={200: ExecutionSerializer(many=True), **PAGE_ERRORS}
+        parameters=[JOB_ID], responses={200: ExecutionSerializer(many=True), **READ_ERRORS}
     )
     @action(detail=True, methods=["get"])
     def executions(self, request: Request, **kwargs: Any) -> Response:
@@ -440,7 +454,7 @@ class JobViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
         return _execution_page(self, selectors.execution_queryset(job_id=job_id))
 
     @extend_schema(
-        parameters=[JOB_ID], responses={200: JobChangeSerializer(many=True), **PAGE_ERRORS}
+        parameters=[JOB_ID], responses={200: JobChangeSerializer(many=True), **READ_ERRORS}
     )
     @action(detail=True, methods=["get"])
     def changes(self, request: Request, **kwargs: Any) -> Response:
@@ -459,7 +473,7 @@ class ExecutionViewSet(SchedulerAPIMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         parameters=[ExecutionFilterSerializer],
-        responses={200: ExecutionSerializer, **PAGE_ERRORS},
+        responses={200: ExecutionSerializer, **READ_ERRORS},
     )
     def list(self, request: Request) -> Response:
         """All runs, newest first; filter by `job` and `status`."""
