@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,7 +50,12 @@ from scheduler_app.models import (
     SchedulerProcess,
 )
 from scheduler_app.registry import registry
-from scheduler_app.state import UnreadableState, function_is_importable, load_state
+from scheduler_app.state import (
+    UnreadableState,
+    function_is_importable,
+    json_value,
+    load_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -758,6 +762,7 @@ def _stored_state(job_id: str, job_state: bytes) -> _StoredState:
 
 def _derived_state(job_id: str, state: dict[str, Any]) -> _StoredState:
     trigger, next_run_time = state["trigger"], state.get("next_run_time")
+    max_instances, misfire_grace_time = _stored_policy(state)
     declaration = registry.get(job_id)
     if triggers.is_standard(trigger):
         schedule = triggers.Schedule(trigger)
@@ -785,30 +790,32 @@ def _derived_state(job_id: str, state: dict[str, Any]) -> _StoredState:
         description=description,
         is_default_schedule=is_default_schedule,
         upcoming=tuple(upcoming),
-        max_instances=state.get("max_instances"),
-        misfire_grace_time=state.get("misfire_grace_time"),
-        coalesce=state.get("coalesce"),
+        max_instances=max_instances,
+        misfire_grace_time=misfire_grace_time,
+        # As APScheduler reads it: `if job.coalesce`.
+        coalesce=bool(state.get("coalesce")),
         args=tuple(state.get("args", ())),
-        kwargs=_shown_kwargs(dict(state.get("kwargs", {}))),
+        kwargs=json_value(dict(state.get("kwargs", {}))),
         ends_at=_schedule_end(state["trigger"]),
     )
 
 
-def _shown_kwargs(kwargs: dict[Any, Any]) -> dict[str, Any]:
-    """A job's keyword arguments as JSON can show them.
+def _stored_policy(state: dict[str, Any]) -> tuple[int, int | None]:
+    """A stored state's `max_instances` and `misfire_grace_time`.
 
-    Front doors only store JSON values, but other code can store anything through
-    the job store (bytes, a datetime, an object of its own): such a value is shown
-    as its repr, so the job is listed instead of failing the whole list.
+    APScheduler's `Job` refuses anything but a positive whole number (or None for the
+    grace time) when it is given these; a state written behind its back with other
+    values cannot run, and is shown as unreadable rather than break a page with them.
     """
-    shown = {}
-    for name, value in kwargs.items():
-        try:
-            json.dumps(value, allow_nan=False)  # as strictly as DRF's renderer
-        except (TypeError, ValueError):
-            value = repr(value)
-        shown[str(name)] = value
-    return shown
+    max_instances, grace = state.get("max_instances"), state.get("misfire_grace_time")
+    if not _is_positive_int(max_instances) or not (grace is None or _is_positive_int(grace)):
+        raise ValueError(f"run policy out of range: {max_instances!r}, {grace!r}")
+    return max_instances, grace
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
 
 
 def _schedule_end(trigger: Any) -> datetime | None:

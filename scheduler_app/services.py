@@ -50,6 +50,7 @@ from scheduler_app.state import (
     UnreadableState,
     dump_state,
     isoformat,
+    json_value,
     load_state,
     trigger_type_name,
 )
@@ -1180,7 +1181,8 @@ def _summary(state: dict[str, Any], record: JobRecord) -> dict[str, Any]:
     """The part of a job's state the audit trail shows before and after a change:
     schedule, paused state with its note, and run policy."""
     fields = triggers.trigger_fields(state["trigger"])
-    return {
+    # As JSON carries them: arguments (and what other code stored) may be any value.
+    return json_value({
         **fields,
         "enabled": state["next_run_time"] is not None,
         "next_run_time": isoformat(state["next_run_time"]),
@@ -1190,7 +1192,7 @@ def _summary(state: dict[str, Any], record: JobRecord) -> dict[str, Any]:
                     alert_after=record.alert_after),
         "name": state["name"],
         "kwargs": dict(state["kwargs"]),
-    }
+    })
 
 
 def _first_fire_time(trigger: Any) -> datetime | None:

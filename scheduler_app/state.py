@@ -9,6 +9,7 @@ is gone, and web processes never import job code from the database.
 
 from __future__ import annotations
 
+import math
 import pickle
 from datetime import datetime
 from typing import Any
@@ -43,6 +44,24 @@ def function_is_importable(func_ref: str) -> bool:
         return callable(ref_to_obj(func_ref))
     except Exception:  # an import can fail with any error, SyntaxError included
         return False
+
+
+def json_value(value: Any) -> Any:
+    """A value from a stored state as JSON carries it, for the API and the audit trail.
+
+    Job arguments are any Python values code gave (a date, bytes, an object), and
+    other code may store anything: JSON's own values stay as they are, anything else
+    (a float JSON has no number for included) becomes its repr, as the admin shows it.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, list | tuple):
+        return [json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): json_value(item) for key, item in value.items()}
+    return repr(value)
 
 
 def isoformat(moment: datetime | None) -> str | None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from math import nan as NAN
 
 import pytest
 from apscheduler.triggers.date import DateTrigger
@@ -21,6 +22,7 @@ from scheduler_app.exceptions import (
 )
 from scheduler_app.models import JobChange, RunRequest
 from scheduler_app.registry import registry
+from scheduler_app.state import load_state
 from tests.conftest import break_function_reference, copy_stored_job, edit_stored_job, snapshot
 
 pytestmark = pytest.mark.django_db
@@ -193,6 +195,28 @@ def test_broken_job_can_be_paused_but_not_run_resumed_or_rescheduled(synced):
     assert services.pause_job(**change()).changed
     with pytest.raises(JobBroken):
         services.resume_job(**change())
+
+
+def test_a_job_whose_arguments_json_cannot_hold_can_be_changed_and_read(synced, admin_client):
+    # Code may declare any Python value as an argument; the audit trail and the API
+    # hold JSON, so those values are written as their repr there.
+    edit_stored_job(JOB, kwargs={"since": date(2020, 1, 1), "blob": b"\xff", "ratio": NAN})
+
+    services.pause_job(**change())
+    services.reschedule_job(trigger_spec=EVERY_FIVE_MINUTES, **change())
+
+    entry = JobChange.objects.filter(job_id=JOB).first()
+    assert entry.before["kwargs"] == {
+        "since": "datetime.date(2020, 1, 1)", "blob": "b'\\xff'", "ratio": "nan",
+    }
+    response = admin_client.get(f"/api/scheduler/jobs/{JOB}/")
+    assert response.status_code == 200
+    assert response.json()["kwargs"] == entry.before["kwargs"]
+    assert admin_client.get("/api/scheduler/jobs/").status_code == 200
+    # The job itself still gets its real values.
+    assert load_state(DjangoJob.objects.get(id=JOB).job_state)["kwargs"]["since"] == date(
+        2020, 1, 1
+    )
 
 
 def test_restart_keeps_operator_schedule_and_paused_state(synced):
