@@ -472,19 +472,23 @@ def pause_unschedulable_job(*, job_id: str, reason: str) -> bool:
         row = DjangoJob.objects.select_for_update().filter(id=job_id).first()
         if row is None or row.next_run_time is None:
             return False
-        before = {"enabled": True, "next_run_time": isoformat(row.next_run_time)}
         try:
             state = load_state(row.job_state)
-            before = _summary(state)
-            state["next_run_time"] = None
-            row.job_state = dump_state(state)
-        except Exception:  # unreadable or failing: the row's column alone pauses it
+        except UnreadableState:
             state = None
-        row.next_run_time = None
-        row.save(update_fields=["job_state", "next_run_time"])
         record, _ = JobRecord.objects.get_or_create(
             job=row, defaults={"name": _text_or_id(state, job_id)}
         )
+        before = {"enabled": True, "next_run_time": isoformat(row.next_run_time)}
+        if state is not None:
+            try:
+                before = _summary(state, record)
+                state["next_run_time"] = None
+                row.job_state = dump_state(state)
+            except Exception:  # a state that fails anywhere: the row's column alone pauses it
+                pass
+        row.next_run_time = None
+        row.save(update_fields=["job_state", "next_run_time"])
         record.version += 1
         record.updated_at = record.paused_at = timezone.now()
         record.paused_reason = f"Paused by the scheduler: {reason}"[:500]

@@ -21,6 +21,7 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 from scheduler_app import selectors, services
 from scheduler_app.jobstore import JobStore
 from scheduler_app.models import ExecutionRecord, JobChange, JobRecord, RunRequest
+from scheduler_app.state import load_state
 from tests.conftest import edit_stored_job, run_in_threads
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
@@ -381,6 +382,9 @@ class TestJobsTheSchedulerSetsAside:
         change = JobChange.objects.get(job_id="bad")
         assert change.actor == "scheduler"
         assert "RuntimeError: cannot compute" in change.after["reason"]
+        assert (change.before["trigger"], change.before["enabled"]) == ("custom", True)
+        # The pickled state is paused too, as every other pause leaves it.
+        assert load_state(DjangoJob.objects.get(id="bad").job_state)["next_run_time"] is None
         assert selectors.get_job(job_id="bad").trigger == "custom"
         assert store.claim_due_jobs(NOW + timedelta(minutes=1)) == []
 
