@@ -97,10 +97,18 @@ class PauseForm(_JobControlForm):
         return until
 
 
+class _ArgumentsField(forms.JSONField):
+    """Django's JSONField, showing an empty box (and its placeholder) rather than
+    `null` while no arguments are given."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
 class RunForm(_JobControlForm):
     """Run now with keyword arguments for this run only, typed as a JSON object."""
 
-    kwargs = forms.JSONField(
+    kwargs = _ArgumentsField(
         label="Arguments", required=False,
         help_text='A JSON object, e.g. {"limit": 100}; on top of the job\'s own arguments.',
         widget=forms.Textarea(attrs={"rows": 2, "cols": 40, "placeholder": '{"limit": 100}'}),
