@@ -3,7 +3,7 @@ Browser fixtures: Playwright's sync API driving Debian's chromium (no browser do
 
 `.ci/run` installs the `chromium` package; without it these tests fail with that advice
 rather than skip. Set E2E_SCREENSHOTS to a directory (docs/screenshots) to keep
-screenshots of the main pages.
+screenshots of the main pages and controls.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 LAUNCH_ARGS = [
@@ -29,6 +29,7 @@ LAUNCH_ARGS = [
 ]
 SCREENSHOTS = os.environ.get("E2E_SCREENSHOTS")
 PASSWORD = "browser-test-password"  # every user these tests sign in with has it
+MARGIN = 6  # pixels around a screenshot's regions
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,9 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1500, "height": 900})
+    # The admin's navigation sidebar closed, as its toggle leaves it: the pages (and
+    # their screenshots) get the whole width.
+    context.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page
@@ -77,12 +81,27 @@ def signed_in(sign_in: Callable[..., Page]) -> Page:
 
 
 @pytest.fixture
-def screenshot(page: Page) -> Callable[[str], None]:
-    """Keep a full-page screenshot under E2E_SCREENSHOTS, when set."""
+def screenshot(page: Page) -> Callable[..., None]:
+    """Keep a screenshot under E2E_SCREENSHOTS, when set: the whole page, or the part of
+    it from the first of `regions` to the last (with a margin)."""
 
-    def take(name: str) -> None:
-        if SCREENSHOTS:
-            Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+    def take(name: str, *regions: Locator) -> None:
+        if not SCREENSHOTS:
+            return
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        path = str(Path(SCREENSHOTS) / f"{name}.png")
+        if not regions:
+            page.screenshot(path=path, full_page=True)
+            return
+        # No focus ring or selected text in the picture; boxes in page coordinates.
+        page.evaluate("document.activeElement.blur(); window.scrollTo(0, 0)")
+        boxes = [box for region in regions if (box := region.bounding_box()) is not None]
+        left = max(min(box["x"] for box in boxes) - MARGIN, 0)
+        top = max(min(box["y"] for box in boxes) - MARGIN, 0)
+        right = max(box["x"] + box["width"] for box in boxes) + MARGIN
+        bottom = max(box["y"] + box["height"] for box in boxes) + MARGIN
+        page.screenshot(path=path, full_page=True, clip={
+            "x": left, "y": top, "width": right - left, "height": bottom - top,
+        })
 
     return take

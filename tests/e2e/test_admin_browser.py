@@ -108,7 +108,8 @@ def test_operator_reschedules_through_the_form_and_sees_the_preview(
     expect(preview.locator(".scheduler-preview-times li")).to_have_count(5)
     times = preview_times(page)
     assert [later - earlier for earlier, later in pairwise(times)] == [timedelta(minutes=15)] * 4
-    screenshot("job-change-preview")
+    screenshot("job-change-preview", page.locator("#content h1"),
+               page.locator(".scheduler-columns"))
 
     page.fill("#id_minutes", "-3")
     expect(preview.locator(".scheduler-preview-errors")).to_contain_text(
