@@ -23,6 +23,8 @@ from typing import Any
 
 from apscheduler.triggers.interval import IntervalTrigger
 
+from scheduler_app.triggers import next_fire_time
+
 # Fire times a pass walks for one job whose trigger cannot be counted arithmetically.
 WALK_LIMIT = 1000
 
@@ -45,7 +47,7 @@ def due_runs(
     keep = 1 if coalesce else max(limit, 1)
     if isinstance(trigger, IntervalTrigger):
         newest, count = _counted_interval_runs(trigger, next_run_time, now, keep)
-        following = trigger.get_next_fire_time(newest[-1], now)
+        following = next_fire_time(trigger, newest[-1], now)
     else:
         newest, count, following = _walked_runs(trigger, next_run_time, now, keep)
     return DueRuns(list(newest), count - len(newest), following)
@@ -79,11 +81,11 @@ def _walked_runs(
         if count == WALK_LIMIT:
             # Too far behind to count: resume from now. A trigger that has no later
             # time from now (or an odd custom one) goes on walking at the next pass.
-            resumed = trigger.get_next_fire_time(None, now)
+            resumed = next_fire_time(trigger, None, now)
             if resumed is not None and resumed > newest[-1]:
                 moment = resumed
             break
         newest.append(moment)
         count += 1
-        moment = trigger.get_next_fire_time(moment, now)
+        moment = next_fire_time(trigger, moment, now)
     return newest, count, moment

@@ -1207,7 +1207,7 @@ def _first_fire_time(trigger: Any) -> datetime | None:
     """
     now = _now()
     try:
-        fire_time = trigger.get_next_fire_time(None, now)
+        fire_time = triggers.next_fire_time(trigger, None, now)
     except Exception as error:  # another app's trigger class can fail in any way
         raise JobStateConflict(
             f"The job's trigger cannot work out its next run time ({type(error).__name__}: "

@@ -7,7 +7,8 @@ trigger, and a trigger back into canonical, JSON-serialisable fields. Validation
 because APScheduler is not: it accepts negative intervals, string jitter, past dates and
 schedules that never fire, and only fails later, inside the scheduler loop. Every bad input
 raises `InvalidTrigger` naming the offending key. The module also describes triggers in
-words and previews their next fire times.
+words, previews their next fire times and works out any trigger's next fire time in
+bounded time (`next_fire_time`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import AndTrigger, OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.cron.expressions import WEEKDAYS
 from apscheduler.triggers.cron.fields import MAX_VALUES, MIN_VALUES, SEPARATOR, DayOfWeekField
@@ -225,6 +227,44 @@ def preview_fire_times(
     return _preview_uncached(trigger, count, now)
 
 
+# Rounds an `AndTrigger` may take to find a time all its triggers agree on.
+AND_TRIGGER_ROUNDS = 1000
+
+
+class TriggerStuck(ValueError):
+    """A trigger found no next fire time within a bounded amount of work."""
+
+
+def next_fire_time(
+    trigger: BaseTrigger, previous: datetime | None, now: datetime
+) -> datetime | None:
+    """`trigger.get_next_fire_time(previous, now)`, in bounded time for every trigger.
+
+    APScheduler 3's `AndTrigger` can loop forever, inside a claim or a page: it
+    asks its triggers again with the same `previous_fire_time` while only `now`
+    moves, and a cron trigger counts from `previous_fire_time`, so two that disagree
+    never meet; and triggers that never agree (03:00 and Mondays at midnight) loop
+    until the calendar ends. Here an `AndTrigger` (also inside an `OrTrigger`) is
+    evaluated round by round from the moment after `previous`, for at most
+    AND_TRIGGER_ROUNDS rounds, and then raises `TriggerStuck`.
+    """
+    if isinstance(trigger, AndTrigger):
+        start = previous + timedelta(microseconds=1) if previous is not None else now
+        for _ in range(AND_TRIGGER_ROUNDS):
+            fire_times = [next_fire_time(part, None, start) for part in trigger.triggers]
+            if None in fire_times:
+                return None
+            if min(fire_times) == max(fire_times):
+                return trigger._apply_jitter(fire_times[0], trigger.jitter, now)
+            start = max(fire_times)
+        raise TriggerStuck(f"its triggers agreed on no time in {AND_TRIGGER_ROUNDS} rounds")
+    if isinstance(trigger, OrTrigger):
+        fire_times = [moment for part in trigger.triggers
+                      if (moment := next_fire_time(part, previous, now)) is not None]
+        return trigger._apply_jitter(min(fire_times), trigger.jitter, now) if fire_times else None
+    return trigger.get_next_fire_time(previous, now)
+
+
 @lru_cache(maxsize=4096)
 def _preview(schedule: Schedule, count: int, now: datetime) -> tuple[datetime, ...]:
     return tuple(_preview_uncached(schedule.trigger, count, now))
@@ -238,7 +278,7 @@ def _preview_uncached(trigger: BaseTrigger, count: int, now: datetime | None) ->
     previous = last = None
     while len(times) < count:
         try:
-            upcoming = nominal.get_next_fire_time(previous, previous or floor)
+            upcoming = next_fire_time(nominal, previous, previous or floor)
         except (OverflowError, ValueError):
             break  # the schedule ran past the end of the calendar (year 9999)
         if upcoming is None:

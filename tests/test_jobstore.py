@@ -12,6 +12,8 @@ from apscheduler.job import Job
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import AndTrigger
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from django.db import connection, connections, transaction
@@ -387,6 +389,21 @@ class TestJobsTheSchedulerSetsAside:
         assert load_state(DjangoJob.objects.get(id="bad").job_state)["next_run_time"] is None
         assert selectors.get_job(job_id="bad").trigger == "custom"
         assert store.claim_due_jobs(NOW + timedelta(minutes=1)) == []
+
+    def test_an_and_trigger_whose_triggers_never_agree_pauses_its_job_instead_of_hanging(
+        self, store, scheduler
+    ):
+        # APScheduler's AndTrigger loops until the calendar ends for these two.
+        never = AndTrigger([CronTrigger(hour=3, timezone=UTC),
+                            CronTrigger(day_of_week="mon", timezone=UTC)])
+        store.add_job(make_job(scheduler, "bad", NOW - timedelta(minutes=1), trigger=never))
+        store.add_job(make_job(scheduler, "good", NOW - timedelta(minutes=1)))
+
+        claimed = store.claim_due_jobs(NOW)
+
+        assert [run.job.id for run in claimed] == ["good"]
+        assert DjangoJob.objects.get(id="bad").next_run_time is None
+        assert "agreed on no time" in JobChange.objects.get(job_id="bad").after["reason"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -14,6 +14,7 @@ job that is due.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -46,6 +47,10 @@ from scheduler_app.models import JobRecord
 from scheduler_app.scheduler import JOBSTORE_ALIAS, Scheduler
 from scheduler_app.state import dump_state, load_state
 from tests.conftest import edit_stored_job
+
+# The suite runs the same few examples every time, so CI cannot fail on a case no
+# earlier run tried; HYPOTHESIS_HUNT=200 runs that many random ones to look for more.
+HUNT = int(os.environ.get("HYPOTHESIS_HUNT", "0"))
 
 BAD = "bad.job"
 HEALTHY = "probe.record"
@@ -258,7 +263,7 @@ def clients(synced, settings) -> tuple[Client, Client]:
 
 
 @given(stored=STORED_STATES, with_record=st.booleans())
-@settings(max_examples=5, deadline=None,
+@settings(max_examples=HUNT or 5, derandomize=not HUNT, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_no_stored_state_takes_down_a_read_path_the_scheduler_or_another_job(
     clients, stored, with_record

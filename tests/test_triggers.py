@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.combining import OrTrigger
+from apscheduler.triggers.combining import AndTrigger, OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -986,3 +986,32 @@ def test_cron_words_are_cron_descriptors_own(expression):
     assert triggers_module._CronDescriptor(expression).get_description() == (
         stock.get_description()
     )
+
+
+# Next fire times in bounded time, APScheduler's AndTrigger included
+
+MONDAY_3AM = datetime(2026, 12, 14, 3, tzinfo=UTC)
+
+
+def test_an_and_trigger_steps_from_one_common_time_to_the_next():
+    # APScheduler's own AndTrigger loops forever from a previous fire time: it asks its
+    # cron triggers again from that same moment while only `now` moves.
+    mondays_at_3 = AndTrigger([CronTrigger(hour=3, minute=0, timezone=UTC),
+                               CronTrigger(day_of_week="mon", hour="*", timezone=UTC)])
+
+    first = triggers_module.next_fire_time(mondays_at_3, None, datetime(2026, 12, 7, 12,
+                                                                         tzinfo=UTC))
+    following = triggers_module.next_fire_time(mondays_at_3, first, first)
+
+    assert (first, following) == (MONDAY_3AM, MONDAY_3AM + timedelta(days=7))
+    assert triggers_module.preview_fire_times(mondays_at_3, count=2, now=first) == [
+        MONDAY_3AM, MONDAY_3AM + timedelta(days=7)]
+
+
+def test_triggers_that_never_agree_give_up_instead_of_looping_to_the_end_of_the_calendar():
+    never = OrTrigger([AndTrigger([CronTrigger(hour=3, timezone=UTC),
+                                   CronTrigger(day_of_week="mon", timezone=UTC)])])
+
+    with pytest.raises(triggers_module.TriggerStuck, match="agreed on no time"):
+        triggers_module.next_fire_time(never, None, MONDAY_3AM)
+    assert triggers_module.preview_fire_times(never, count=3, now=MONDAY_3AM) == []
