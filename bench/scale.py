@@ -2,18 +2,20 @@
 100,000 runtime jobs: how long `scheduler import` takes, and what the read side costs
 at 100,000 jobs next to 10,000.
 
-On PostgreSQL (the database `scheduler_bench_scale`, dropped and created first through
-`bench.common`), writes N job definitions as JSON lines (each with a schedule and
-kwargs of its own, calling `probe.customer_report`) and runs `manage.py scheduler
-import` on them as an operator would, in a subprocess: its wall time for the first
-import (all created) and for a second one (all unchanged). Then, in this process
-through Django's whole stack with a staff session, times the reads an operator makes
-with 10,000 jobs in the store and again after the import grew it to 100,000: the API's
-list page and search, the admin's job list and the dashboard (p50 and p99).
+On PostgreSQL (the database `scheduler_bench_scale`, and the same name with `_fresh`,
+each dropped and created first through `bench.common`), writes N job definitions as JSON
+lines (each with a schedule and kwargs of its own, calling `probe.customer_report`) and
+runs `manage.py scheduler import` on them as an operator would, in a subprocess: its
+wall time and CPU seconds for the first import (all created) and for a second one (all
+unchanged). Then, in this process through Django's whole stack with a staff session,
+times the reads an operator makes with 10,000 jobs in the store and again after the
+import grew it to 100,000: the API's list page and search, the admin's job list and the
+dashboard (p50 and p99).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/scale.py
 
-`--jobs` sets the large store (default 100,000), `--base` the small one (10,000).
+`--jobs` sets the large store (default 100,000), `--base` the small one (10,000);
+`--database NAME` other database names (NAME and NAME_fresh), so runs cannot collide.
 """
 
 from __future__ import annotations
@@ -36,17 +38,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, percentile, setup_django  # noqa: E402  (after the path is set)
 
-BENCH_DATABASE = "scheduler_bench_scale"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--base", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=30, help="timed requests per read")
+    parser.add_argument("--database", default="scheduler_bench_scale",
+                        help="the database to create (dropped first), and NAME_fresh")
     options = parser.parse_args()
 
-    url = bench_database_url(os.environ.get("DATABASE_URL", ""))
+    url = bench_database_url(os.environ.get("DATABASE_URL", ""), options.database)
     setup_django(url)
     with tempfile.TemporaryDirectory() as folder:
         small = Path(folder, "small.jsonl")
@@ -61,20 +63,20 @@ def main() -> None:
         print(f"import of {options.jobs} unchanged lines: {import_seconds(large, url)}",
               flush=True)
         reads_large = time_reads(options.requests, options.jobs)
-        fresh_url = url.replace(BENCH_DATABASE, f"{BENCH_DATABASE}_fresh")
+        fresh_url = bench_database_url(url, f"{options.database}_fresh")
         setup_fresh(fresh_url)
         print(f"import of {options.jobs} new jobs into an empty store: "
               f"{import_seconds(large, fresh_url)}", flush=True)
     print_reads(options.base, reads_small, options.jobs, reads_large)
 
 
-def bench_database_url(server_url: str) -> str:
+def bench_database_url(server_url: str, database: str) -> str:
     if not server_url.startswith("postgres"):
         raise SystemExit(
             "Set DATABASE_URL to a PostgreSQL server: postgres://postgres@127.0.0.1:5432/postgres"
         )
     os.environ.update(DJANGO_SETTINGS_MODULE="bench.settings", DJANGO_DEBUG="0")
-    return urlunsplit(urlsplit(server_url)._replace(path=f"/{BENCH_DATABASE}"))
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{database}"))
 
 
 def setup_fresh(url: str) -> None:
