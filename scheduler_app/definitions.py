@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
@@ -38,13 +39,15 @@ KEYS = ("id", "function", "name", "trigger", "trigger_args", "kwargs", *POLICY_F
 
 @dataclass(frozen=True)
 class JobDefinition:
-    """A checked job definition; `trigger` is the built APScheduler trigger."""
+    """A checked job definition; `trigger` is the built APScheduler trigger, and
+    `first_run_time` its first fire time from when it was checked."""
 
     id: str
     function: JobFunction
     name: str
     trigger_spec: dict[str, Any]
     trigger: BaseTrigger
+    first_run_time: datetime | None
     kwargs: dict[str, Any]
     max_instances: int
     coalesce: bool
@@ -52,8 +55,14 @@ class JobDefinition:
     pause_after_failures: int | None
 
     @classmethod
-    def from_json(cls, data: object) -> JobDefinition:
-        """Check a definition object; raises `InvalidInput` or `InvalidTrigger` naming the key."""
+    def from_json(
+        cls, data: object, *, trigger_builder: triggers.TriggerBuilder | None = None
+    ) -> JobDefinition:
+        """Check a definition object; raises `InvalidInput` or `InvalidTrigger` naming the key.
+
+        Definitions checked in a row (an import) share a `trigger_builder`, which
+        builds each distinct schedule once.
+        """
         if not isinstance(data, Mapping):
             raise InvalidInput("must be a JSON object.", field="body")
         unknown = sorted(str(key) for key in data if key not in KEYS)
@@ -66,7 +75,8 @@ class JobDefinition:
         function = function_named(data["function"])
         name = validate_name(data["name"]) if data.get("name") is not None else job_id
         trigger_spec = {"trigger": data["trigger"], "trigger_args": data.get("trigger_args", {})}
-        trigger = triggers.build_trigger(trigger_spec, timezone=app_settings.timezone)
+        builder = trigger_builder or triggers.TriggerBuilder(timezone=app_settings.timezone)
+        trigger, first_run_time = builder.build(trigger_spec)
         policy = run_policy(data)
         return cls(
             id=job_id,
@@ -74,6 +84,7 @@ class JobDefinition:
             name=name,
             trigger_spec=trigger_spec,
             trigger=trigger,
+            first_run_time=first_run_time,
             kwargs=bind_kwargs(function.func, data.get("kwargs", {})),
             **policy,
         )

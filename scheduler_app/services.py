@@ -25,6 +25,7 @@ from django.utils import timezone
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduler_app import alerts, binding, notifications, outcomes, selectors, triggers
+from scheduler_app.bulk import insert_rows
 from scheduler_app.conf import app_settings
 from scheduler_app.definitions import JobDefinition
 from scheduler_app.exceptions import (
@@ -745,7 +746,11 @@ class InvalidImportLine(SchedulerError):
 
 
 def import_jobs(
-    *, definitions: list[tuple[int, Mapping[str, Any]]], actor: str, source: str
+    *,
+    definitions: list[tuple[int, Mapping[str, Any]]],
+    actor: str,
+    source: str,
+    trigger_builder: triggers.TriggerBuilder | None = None,
 ) -> ImportReport:
     """Create or update runtime jobs from (line number, definition) pairs, in one transaction.
 
@@ -753,12 +758,15 @@ def import_jobs(
     definition is updated (schedule, arguments, name and policy, as one audited
     change), an identical one is left alone. Any refused definition raises
     `InvalidImportLine` with its line number, and nothing of the batch is written.
+    The batches of one import share a `trigger_builder` (each distinct schedule
+    is then built once).
     """
     report = ImportReport()
     checked: dict[str, tuple[int, JobDefinition]] = {}
+    trigger_builder = trigger_builder or triggers.TriggerBuilder(timezone=app_settings.timezone)
     for line, data in definitions:
         try:
-            job = JobDefinition.from_json(data)
+            job = JobDefinition.from_json(data, trigger_builder=trigger_builder)
         except SchedulerError as error:
             raise InvalidImportLine(line, error) from None
         if job.id in checked:
@@ -804,7 +812,6 @@ def _update_from_definition(
         state = load_state(row.job_state)
     except UnreadableState:
         raise JobBroken(job.id, "<unreadable job state>") from None
-    locked = _LockedJob(row=row, record=record, state=state, before=_summary(state, record))
     wanted = {
         "func": job.function.func_ref,
         "name": job.name,
@@ -814,7 +821,7 @@ def _update_from_definition(
         "misfire_grace_time": job.misfire_grace_time,
     }
     same_schedule = triggers.is_same_schedule(
-        state["trigger"], job.trigger_spec, timezone=app_settings.timezone
+        state["trigger"], job.trigger_spec, timezone=app_settings.timezone, built=job.trigger
     )
     if (
         same_schedule
@@ -823,6 +830,9 @@ def _update_from_definition(
         and all(state.get(key) == value for key, value in wanted.items())
     ):
         return False
+    # The audit's "before", worked out only for a job that changes (most lines of a
+    # re-import change nothing).
+    locked = _LockedJob(row=row, record=record, state=state, before=_summary(state, record))
     state.update(wanted)
     record.function = job.function.name
     record.pause_after_failures = job.pause_after_failures
@@ -997,6 +1007,8 @@ class _NewJob:
     origin: str
     function: str
     alert_after: int | None = None
+    # The first run time, when worked out already (a definition's); else from now.
+    first_run_time: datetime | None = None
 
     @classmethod
     def of_definition(cls, definition: JobDefinition) -> _NewJob:
@@ -1013,6 +1025,7 @@ class _NewJob:
             pause_after_failures=definition.pause_after_failures,
             origin=JobRecord.Origin.RUNTIME,
             function=definition.function.name,
+            first_run_time=definition.first_run_time,
         )
 
     def state(self) -> dict[str, Any]:
@@ -1036,7 +1049,7 @@ class _NewJob:
         )
         job.kwargs = dict(self.kwargs)
         # Set directly, not through Job(): its conversion needs a running scheduler.
-        job.next_run_time = _first_fire_time(self.trigger)
+        job.next_run_time = self.first_run_time or _first_fire_time(self.trigger)
         return job.__getstate__()
 
 
@@ -1075,7 +1088,7 @@ def _store_new_jobs(
         ))
     try:
         with transaction.atomic():
-            DjangoJob.objects.bulk_create(rows)
+            insert_rows(DjangoJob, rows)
     except IntegrityError:
         # Another request created one of these ids between our look and our insert.
         ids = [row.id for row in rows]
@@ -1083,8 +1096,8 @@ def _store_new_jobs(
         raise JobAlreadyExists(taken or ids[0]) from None
     DjangoJob.objects.bulk_update(refilled, ["next_run_time", "job_state"])
     JobRecord.objects.filter(job_id__in=list(tombstones)).delete()
-    JobRecord.objects.bulk_create(records)
-    JobChange.objects.bulk_create(changes)
+    insert_rows(JobRecord, records)
+    insert_rows(JobChange, changes)
     # One notification wakes the scheduler for the whole batch.
     if jobs:
         notifications.notify_change(jobs[0].id)

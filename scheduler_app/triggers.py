@@ -14,6 +14,7 @@ bounded time (`next_fire_time`).
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -88,12 +89,113 @@ def build_trigger(
     ``allow_past`` accepts schedules whose only fault is lying in the past (code
     declarations checked at startup); everything else is still refused.
     """
-    kind, args = _split_spec(spec)
-    zone = _zone_arg(args, default=timezone)
-    builder = {"cron": _build_cron, "interval": _build_interval, "date": _build_date}[kind]
-    trigger = builder(args, zone)
-    _check_fires(trigger, args, now=_aware(now, zone), allow_past=allow_past)
-    return trigger
+    built = _Built.of(spec, timezone)
+    built.check(now=_aware(now, built.zone), allow_past=allow_past)
+    return built.trigger
+
+
+class TriggerBuilder:
+    """`build_trigger` for many specs in a row (an import of 100,000 jobs), with each
+    distinct spec validated and built once.
+
+    What `build_trigger` checks falls in two parts. The spec itself (its shape, its
+    fields, whether it fires at all between its start and end) does not depend on
+    the time: that is worked out once per distinct spec, and its trigger shared (a
+    trigger is never changed once built). Whether it still fires after now is
+    checked at every call, against that call's now; the next fire time worked out
+    for it is reused while it is still ahead, because a schedule's next fire time
+    after `now` stays the same until `now` passes it. An interval without a start
+    date starts from the moment it is built, so it is built anew at every call.
+    """
+
+    # Distinct specs kept: a cron trigger is a few KB, and an import of 100,000
+    # schedules of their own must not hold them all.
+    MAX_SPECS = 4096
+
+    def __init__(self, *, timezone: tzinfo) -> None:
+        self.timezone = timezone
+        self._built: dict[str, _Built] = {}
+
+    def build(self, spec: Mapping[str, Any]) -> tuple[BaseTrigger, datetime | None]:
+        """What `build_trigger(spec)` returns (or raises), and the trigger's first fire
+        time from now (None: it has none)."""
+        key = _spec_key(spec)
+        built = self._built.get(key) if key is not None else None
+        if built is None:
+            built = _Built.of(spec, self.timezone)
+            if key is not None and not built.starts_when_built:
+                if len(self._built) >= self.MAX_SPECS:
+                    self._built.clear()
+                self._built[key] = built
+        now = _aware(None, built.zone)
+        next_fire_time = built.check(now=now, allow_past=False)
+        if getattr(built.trigger, "jitter", None):
+            # Jitter is drawn for every fire time: this job's own.
+            next_fire_time = built.trigger.get_next_fire_time(None, now)
+        return built.trigger, next_fire_time
+
+
+def _spec_key(spec: Any) -> str | None:
+    """The spec as text that tells specs apart exactly (None: not plain JSON)."""
+    try:
+        return json.dumps(spec, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+class _Built:
+    """A spec's trigger, with what was checked of it that does not depend on the time."""
+
+    __slots__ = ("args", "fires", "next_fire_time", "starts_when_built", "trigger", "zone")
+
+    def __init__(self, trigger: BaseTrigger, args: dict[str, Any], zone: tzinfo) -> None:
+        self.trigger = trigger
+        self.args = args
+        self.zone = zone
+        origin = getattr(trigger, "start_date", None) or datetime(1970, 1, 2, tzinfo=UTC)
+        # Whether anything matches between its start and end dates.
+        self.fires = _without_jitter(trigger).get_next_fire_time(None, origin) is not None
+        self.starts_when_built = (
+            isinstance(trigger, IntervalTrigger) and args.get("start_date") is None
+        )
+        self.next_fire_time: datetime | None = None
+
+    @classmethod
+    def of(cls, spec: Mapping[str, Any], timezone: tzinfo) -> _Built:
+        kind, args = _split_spec(spec)
+        zone = _zone_arg(args, default=timezone)
+        builder = {"cron": _build_cron, "interval": _build_interval, "date": _build_date}[kind]
+        return cls(builder(args, zone), args, zone)
+
+    def check(self, *, now: datetime, allow_past: bool) -> datetime | None:
+        """Refuse schedules that never fire, and (unless allowed) those whose times are
+        all past; return the next fire time after `now`, without jitter (None with
+        `allow_past`)."""
+        trigger, args = self.trigger, self.args
+        field = CRONTAB if args.get("crontab") is not None else "trigger_args"
+        if not allow_past:
+            for name in ("run_date", "end_date"):
+                moment = getattr(trigger, name, None)
+                if moment is not None and moment < now:
+                    raise InvalidTrigger(
+                        f"{moment.isoformat()} is in the past (it is now {now.isoformat()}).",
+                        field=f"trigger_args.{name}",
+                    )
+        if not self.fires:
+            raise InvalidTrigger(
+                "this schedule never fires: nothing matches it between its start_date and "
+                "end_date (like day 31 in February, or an end_date before the first run).",
+                field=field,
+            )
+        if allow_past:
+            return None
+        if self.next_fire_time is None or self.next_fire_time < now:
+            self.next_fire_time = _without_jitter(trigger).get_next_fire_time(None, now)
+        if self.next_fire_time is None:
+            raise InvalidTrigger(
+                f"this schedule has no fire time after now ({now.isoformat()}).", field=field
+            )
+        return self.next_fire_time
 
 
 # The trigger type shown for any trigger that is not cron, interval or date (an
@@ -170,10 +272,14 @@ class Schedule(_ByKey):
         """The next ``count`` fire times after the aware instant ``now`` (memoized)."""
         return list(_preview(self, count, now))
 
-    def matches(self, default_spec: Mapping[str, Any], *, timezone: tzinfo) -> bool:
-        """Whether this is still the schedule a code declaration gives its job."""
-        default_type, default_args = _default_fields(
-            _ByKey(repr(default_spec), default_spec), timezone
+    def matches(
+        self, default_spec: Mapping[str, Any], *, timezone: tzinfo, built: BaseTrigger | None = None
+    ) -> bool:
+        """Whether this is still the schedule a code declaration (or an import) gives its
+        job; `built` is the trigger that spec was just built into, when at hand."""
+        default_type, default_args = (
+            _fields_of(built, default_spec) if built is not None
+            else _default_fields(_ByKey(repr(default_spec), default_spec), timezone)
         )
         if type(self.trigger).__name__ != default_type:
             return False
@@ -304,25 +410,35 @@ def fire_times_between(
 
 
 def is_same_schedule(
-    stored: BaseTrigger, default_spec: Mapping[str, Any], *, timezone: tzinfo
+    stored: BaseTrigger,
+    default_spec: Mapping[str, Any],
+    *,
+    timezone: tzinfo,
+    built: BaseTrigger | None = None,
 ) -> bool:
-    """Tell whether a stored trigger still has the schedule a code declaration gives it."""
+    """Tell whether a stored trigger still has the schedule a code declaration (or an
+    import line) gives it; `built` is the trigger that spec was built into, if at hand."""
     if not is_standard(stored):
         return False
-    return Schedule(stored).matches(default_spec, timezone=timezone)
+    return Schedule(stored).matches(default_spec, timezone=timezone, built=built)
 
 
 @lru_cache(maxsize=1024)
 def _default_fields(spec: _ByKey, timezone: tzinfo) -> tuple[str, dict[str, Any]]:
     """A code default's trigger type and canonical fields, built (and validated) once."""
     default_spec = spec.value
-    default = build_trigger(default_spec, timezone=timezone, allow_past=True)
-    args = trigger_fields(default)["trigger_args"]
+    return _fields_of(build_trigger(default_spec, timezone=timezone, allow_past=True),
+                      default_spec)
+
+
+def _fields_of(built: BaseTrigger, spec: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The type and canonical fields of the trigger built from `spec`, to compare with."""
+    args = trigger_fields(built)["trigger_args"]
     # IntervalTrigger sets start_date to "construction time + interval" when none is given,
     # so two builds of the same default never agree on it.
-    if isinstance(default, IntervalTrigger) and _spec_args(default_spec).get("start_date") is None:
+    if isinstance(built, IntervalTrigger) and _spec_args(spec).get("start_date") is None:
         del args["start_date"]
-    return type(default).__name__, args
+    return type(built).__name__, args
 
 
 def parse_crontab(expression: str) -> dict[str, str]:
@@ -466,33 +582,6 @@ def _build_date(args: dict[str, Any], zone: tzinfo) -> DateTrigger:
     # Without an explicit time zone, a run_date that carries an offset keeps it.
     keep_offset = args.get("timezone") is None
     return DateTrigger(run_date=_date_arg(args, "run_date", zone, keep_offset=keep_offset))
-
-
-def _check_fires(
-    trigger: BaseTrigger, args: Mapping[str, Any], *, now: datetime, allow_past: bool
-) -> None:
-    """Refuse schedules that never fire, and (unless allowed) those whose times are all past."""
-    field = CRONTAB if args.get("crontab") is not None else "trigger_args"
-    nominal = _without_jitter(trigger)
-    if not allow_past:
-        for name in ("run_date", "end_date"):
-            moment = getattr(trigger, name, None)
-            if moment is not None and moment < now:
-                raise InvalidTrigger(
-                    f"{moment.isoformat()} is in the past (it is now {now.isoformat()}).",
-                    field=f"trigger_args.{name}",
-                )
-    origin = getattr(trigger, "start_date", None) or datetime(1970, 1, 2, tzinfo=UTC)
-    if nominal.get_next_fire_time(None, origin) is None:
-        raise InvalidTrigger(
-            "this schedule never fires: nothing matches it between its start_date and end_date "
-            "(like day 31 in February, or an end_date before the first run).",
-            field=field,
-        )
-    if not allow_past and nominal.get_next_fire_time(None, now) is None:
-        raise InvalidTrigger(
-            f"this schedule has no fire time after now ({now.isoformat()}).", field=field
-        )
 
 
 def _cron_expression(name: str, value: Any, *, field: str) -> str:

@@ -18,7 +18,9 @@ from typing import Any
 from django.utils.translation import ngettext
 
 from scheduler_app import selectors, services
+from scheduler_app.conf import app_settings
 from scheduler_app.definitions import definition_of
+from scheduler_app.triggers import TriggerBuilder
 
 EXPORT_CHUNK = 2000
 
@@ -55,10 +57,15 @@ def import_lines(
 ) -> ImportSummary:
     """Import JSON lines in batches of `batch_size` definitions; blank lines are skipped."""
     summary = ImportSummary()
+    # One builder for the whole import: lines share schedules across batches.
+    trigger_builder = TriggerBuilder(timezone=app_settings.timezone)
     for batch, refusal in _batches(lines, batch_size):
         if refusal is None:
             try:
-                report = services.import_jobs(definitions=batch, actor=actor, source=source)
+                report = services.import_jobs(
+                    definitions=batch, actor=actor, source=source,
+                    trigger_builder=trigger_builder,
+                )
             except services.InvalidImportLine as error:
                 refusal = error.message
         if refusal is not None:
