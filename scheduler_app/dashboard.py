@@ -270,8 +270,9 @@ def _fire_times_between(trigger: Any, start: datetime, end: datetime) -> list[da
     while len(times) < TIMELINE_MAX_RUNS:
         wanted = min(triggers.MAX_PREVIEW, TIMELINE_MAX_RUNS - len(times))
         chunk = triggers.preview_fire_times(trigger, count=wanted, now=after)
-        # Compared in UTC: Python compares two datetimes of one zone by wall time.
-        inside = [moment for moment in chunk if moment.astimezone(UTC) < limit]
+        # `limit` is in UTC: Python compares two datetimes of one zone by wall time,
+        # but datetimes of two zones (or of UTC) by the instants they are.
+        inside = [moment for moment in chunk if moment < limit]
         times.extend(inside)
         if len(inside) < wanted:
             break
@@ -282,8 +283,12 @@ def _fire_times_between(trigger: Any, start: datetime, end: datetime) -> list[da
 def _spans(runs: list[datetime], start: datetime, end: datetime) -> list[TimelineSpan]:
     """Group runs into spans wherever consecutive runs are too close to draw apart."""
     spans: list[TimelineSpan] = []
+    # The window in UTC once, not for each of up to TIMELINE_MAX_RUNS runs of 50 rows.
+    start = start.astimezone(UTC)
+    length = end.astimezone(UTC) - start
     for moment in runs:
-        position = _percent(moment, start, end)
+        # Subtracting a UTC time gives the instants' difference, whatever `moment`'s zone.
+        position = round(100 * (moment - start) / length, 2)
         last = spans[-1] if spans else None
         if last is not None and position - last.end < TIMELINE_MERGE_PERCENT:
             spans[-1] = TimelineSpan(last.start, position, last.first, moment, last.runs + 1)

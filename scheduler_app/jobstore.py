@@ -52,7 +52,13 @@ from scheduler_app.models import (
     JobRecord,
     RunRequest,
 )
-from scheduler_app.state import UnreadableState, dump_state, load_state, trigger_type_name
+from scheduler_app.state import (
+    UnreadableState,
+    dump_state,
+    func_ref_of,
+    load_state,
+    trigger_type_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -154,17 +160,19 @@ class JobStore(DjangoJobStore):
 
     @util.retry_on_db_operational_error
     def add_job(self, job: Job) -> DjangoJob:
+        state = job.__getstate__()
         with transaction.atomic():
             try:
                 row = DjangoJob.objects.create(
                     id=job.id,
                     next_run_time=util.get_django_internal_datetime(job.next_run_time),
-                    job_state=dump_state(job.__getstate__()),
+                    job_state=dump_state(state),
                 )
             except IntegrityError:
                 raise ConflictingIdError(job.id) from None
             JobRecord.objects.create(
-                job=row, version=1, name=job.name, trigger_type=trigger_type_name(job.trigger)
+                job=row, version=1, name=job.name, trigger_type=trigger_type_name(job.trigger),
+                func_ref=func_ref_of(state),
             )
         return row
 

@@ -195,6 +195,26 @@ class JobRecord(models.Model):
     # jobs declared in code, whose function is schedulable under their job id.
     function = models.CharField(max_length=191, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # The function reference ("module:qualname") the stored state names, copied by
+    # every writer of the state in the same transaction (a scheduler pass changes
+    # only the next run time, never the function). Whether jobs can run is then
+    # asked of the code once per distinct reference, instead of unpickling every
+    # state (`selectors.broken_job_ids`). None: not known (a state written by
+    # another process, unreadable when last read, or a reference too long): readers
+    # read that job's state itself.
+    func_ref = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+
+    class Meta:
+        indexes = [
+            # Deleted jobs are few: the lists skip them through this small index
+            # instead of joining every job to its record.
+            models.Index(fields=["deleted_at"], condition=models.Q(deleted_at__isnull=False),
+                         name="jobrecord_deleted"),
+            # Live jobs by function and trigger type: counted from the index alone.
+            models.Index(fields=["func_ref", "trigger_type"],
+                         condition=models.Q(deleted_at__isnull=True),
+                         name="jobrecord_live_function"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.job_id} v{self.version}"

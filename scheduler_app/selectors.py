@@ -23,6 +23,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import (
     Count,
+    Exists,
     Expression,
     F,
     FloatField,
@@ -271,6 +272,13 @@ class SchedulerStatus:
     checked_at: datetime | None = None
 
 
+# A job stored by another process has no record, and is live. Written as NOT EXISTS
+# over the few deleted records (a partial index), not as an outer join of every job
+# to its record: counting 100,000 live jobs then reads the job table's primary key
+# alone, not every row with its pickled state.
+_NOT_DELETED = ~Exists(JobRecord.objects.filter(job_id=OuterRef("pk"), deleted_at__isnull=False))
+
+
 def job_queryset(
     *,
     enabled: bool | None = None,
@@ -284,7 +292,7 @@ def job_queryset(
     Paginate it with `pagination.KeysFirstPaginator`, so that the newest execution is
     looked up for the rows of the page only.
     """
-    rows = _all_job_rows().filter(record__deleted_at__isnull=True)
+    rows = _all_job_rows().filter(_NOT_DELETED)
     if origin:
         rows = rows.filter(origin_is(origin))
     if enabled is not None:
@@ -292,7 +300,7 @@ def job_queryset(
     if trigger:
         rows = rows.filter(record__trigger_type=trigger)
     if search:
-        rows = rows.filter(Q(id__icontains=search) | Q(record__name__icontains=search))
+        rows = rows.filter(job_matches(search))
     if ordering not in JOB_ORDERINGS:
         ordering = "id"
     if ordering.lstrip("-") == "next_run_time":
@@ -303,11 +311,23 @@ def job_queryset(
     return rows.order_by(ordering)
 
 
+def job_matches(text: str) -> Q:
+    """The jobs whose id or name contains `text`, in any case.
+
+    Two lookups in a UNION, each of which an index answers on PostgreSQL (the trigram
+    indexes of migration 0013), instead of one condition over the join of every job
+    to its record, which reads them all: a search of 100,000 jobs took 10 times as
+    long as one of 10,000 (docs/benchmarks.md).
+    """
+    ids = DjangoJob.objects.filter(id__icontains=text).order_by().values("pk")
+    names = JobRecord.objects.filter(name__icontains=text).order_by().values("job_id")
+    return Q(pk__in=ids.union(names))
+
+
 def live_jobs() -> QuerySet[DjangoJob]:
     """Job rows, without the rows deleted jobs leave for their history."""
-    # A job stored by another process has no record, and is live: the filter keeps
-    # rows without one (an outer join).
-    return DjangoJob.objects.filter(record__deleted_at__isnull=True)
+    return DjangoJob.objects.filter(_NOT_DELETED)
+
 
 
 def origin_is(origin: str) -> Q:
@@ -470,12 +490,7 @@ def scheduler_status() -> SchedulerStatus:
     active = next((p for p in live if p.instance == holder), None)
     process = active or SchedulerProcess.objects.order_by("-last_heartbeat").first()
     running = active is not None
-    states = live_jobs().values_list("next_run_time", "job_state")
-    total = paused = broken = 0
-    for next_run_time, job_state in states:
-        total += 1
-        paused += next_run_time is None
-        broken += broken_func_ref(job_state=job_state) is not None
+    functions = _JobFunctions.read()
     return SchedulerStatus(
         running=running,
         pid=process.pid if process else None,
@@ -483,9 +498,9 @@ def scheduler_status() -> SchedulerStatus:
         started_at=process.started_at if process else None,
         last_heartbeat=process.last_heartbeat if process else None,
         notification_mode=process.notification_mode if process else None,
-        jobs_total=total,
-        jobs_paused=paused,
-        jobs_broken=broken,
+        jobs_total=functions.total,
+        jobs_paused=live_jobs().filter(next_run_time__isnull=True).count(),
+        jobs_broken=functions.broken_count(),
         checked_at=database_now(),
         instances=[
             SchedulerInstance(
@@ -679,14 +694,83 @@ def alert_queryset(
 
 
 def broken_job_ids() -> list[str]:
-    """The ids of the jobs that cannot run, in id order.
+    """The ids of the live jobs that cannot run, in id order (see `_JobFunctions`)."""
+    return sorted(_JobFunctions.read().broken_ids())
 
-    Whether a job can run is only known by unpickling its state and importing its
-    function, which SQL cannot do: this reads every job's state in one query, linear
-    in the number of jobs.
+
+# Trigger types whose classes are APScheduler's own: such a state stays readable
+# whatever code is deployed. Another app's trigger class can leave the code, and its
+# states then cannot be unpickled: those are read to be judged.
+_OWN_TRIGGER_TYPES = ("cron", "interval", "date")
+
+
+@dataclass(frozen=True)
+class _JobFunctions:
+    """The live jobs by the function their record names, and those read to be judged.
+
+    A job cannot run when its state cannot be unpickled or its function cannot be
+    imported. Unpickling 100,000 states to find out took seconds (the dashboard's
+    health panel, the status endpoint, the scheduler's start). Every writer keeps
+    the function a state names in `JobRecord.func_ref`, so this asks the code once
+    per distinct reference and reads only the states no record vouches for: jobs
+    stored by another process, states the scheduler could not use, trigger classes
+    of other apps. A state overwritten behind every writer's back (not by this app)
+    is judged by its record until the scheduler or a change reads it.
     """
-    states = live_jobs().order_by("id").values_list("id", "job_state")
-    return [job_id for job_id, job_state in states if broken_func_ref(job_state=job_state)]
+
+    total: int
+    # Live jobs whose record names their function, counted by that function.
+    by_func_ref: dict[str, int]
+    # The other live jobs, whose states were read, and those of them that are broken.
+    unvouched: list[str]
+    broken_unvouched: list[str]
+
+    @classmethod
+    def read(cls) -> _JobFunctions:
+        total = live_jobs().count()
+        by_func_ref: dict[str, int] = {}
+        with_record = 0
+        unvouched = Q(pk__in=[])
+        groups = (
+            JobRecord.objects.filter(deleted_at__isnull=True)
+            .values_list("func_ref", "trigger_type").annotate(jobs=Count("*")).order_by()
+        )
+        for func_ref, trigger_type, jobs in groups:
+            with_record += jobs
+            if func_ref is not None and trigger_type in _OWN_TRIGGER_TYPES:
+                by_func_ref[func_ref] = by_func_ref.get(func_ref, 0) + jobs
+            else:
+                unvouched |= Q(record__func_ref=func_ref, record__trigger_type=trigger_type)
+        to_read = [live_jobs().filter(unvouched)]
+        if total > with_record:
+            # Jobs stored by another process, without a record: their ids first, which
+            # the two primary keys answer, then their states.
+            without_record = DjangoJob.objects.filter(
+                ~Exists(JobRecord.objects.filter(job_id=OuterRef("pk")))
+            ).values_list("id", flat=True)
+            to_read.append(DjangoJob.objects.filter(pk__in=list(without_record)))
+        read, broken = [], []
+        for rows in to_read:
+            for job_id, job_state in rows.values_list("id", "job_state").iterator(chunk_size=100):
+                read.append(job_id)
+                if broken_func_ref(job_state=job_state) is not None:
+                    broken.append(job_id)
+        return cls(total=total, by_func_ref=by_func_ref, unvouched=read, broken_unvouched=broken)
+
+    def missing_func_refs(self) -> list[str]:
+        """The functions named by records that the code no longer has."""
+        return [ref for ref in self.by_func_ref if not function_is_importable(ref)]
+
+    def broken_count(self) -> int:
+        missing = self.missing_func_refs()
+        return sum(self.by_func_ref[ref] for ref in missing) + len(self.broken_unvouched)
+
+    def broken_ids(self) -> list[str]:
+        vouched = JobRecord.objects.filter(
+            deleted_at__isnull=True, func_ref__in=self.missing_func_refs(),
+            trigger_type__in=_OWN_TRIGGER_TYPES,
+        )
+        return [*vouched.values_list("job_id", flat=True), *self.broken_unvouched]
 
 
 def broken_func_ref(*, job_state: bytes) -> str | None:

@@ -50,6 +50,7 @@ from scheduler_app.registry import JobDeclaration, registry
 from scheduler_app.state import (
     UnreadableState,
     dump_state,
+    func_ref_of,
     isoformat,
     json_value,
     load_state,
@@ -494,8 +495,11 @@ def pause_unschedulable_job(*, job_id: str, reason: str) -> bool:
         record.updated_at = record.paused_at = timezone.now()
         record.paused_reason = f"Paused by the scheduler: {reason}"[:500]
         record.paused_by, record.paused_until = SCHEDULER_ACTOR, None
+        # A state the scheduler could not use: readers judge it by reading it.
+        record.func_ref = None
         record.save(update_fields=[
             "version", "updated_at", "paused_reason", "paused_by", "paused_at", "paused_until",
+            "func_ref",
         ])
         JobChange.objects.create(
             job_id=job_id,
@@ -1076,7 +1080,8 @@ def _store_new_jobs(
         version = versions.get(new.id, 0) + 1
         record = JobRecord(
             job=row, version=version, name=new.name, origin=new.origin, function=new.function,
-            trigger_type=trigger_type_name(new.trigger), updated_at=now, deleted_at=None,
+            trigger_type=trigger_type_name(new.trigger), func_ref=func_ref_of(state),
+            updated_at=now, deleted_at=None,
             pause_after_failures=new.pause_after_failures, alert_after=new.alert_after,
         )
         (refilled if new.id in tombstones else rows).append(row)
@@ -1132,7 +1137,8 @@ def _lock_job(job_id: str, expected_version: int | None) -> _LockedJob:
         raise JobBroken(job_id, "<unreadable job state>") from None
     record, _ = JobRecord.objects.get_or_create(
         job=row,
-        defaults={"name": state["name"], "trigger_type": trigger_type_name(state["trigger"])},
+        defaults={"name": state["name"], "trigger_type": trigger_type_name(state["trigger"]),
+                  "func_ref": func_ref_of(state)},
     )
     row.record = record
     if record.deleted_at is not None:
@@ -1173,6 +1179,7 @@ def _write(job: _LockedJob, action: str, actor: str, source: str, message: str) 
     job.record.version += 1
     job.record.name = job.state["name"]
     job.record.trigger_type = trigger_type_name(job.state["trigger"])
+    job.record.func_ref = func_ref_of(job.state)
     job.record.updated_at = timezone.now()
     job.record.save()
     JobChange.objects.create(

@@ -64,6 +64,18 @@ def json_value(value: Any) -> Any:
     return repr(value)
 
 
+# `JobRecord.func_ref` holds references up to this long; a longer one is not kept.
+MAX_FUNC_REF_LENGTH = 255
+
+
+def func_ref_of(state: dict[str, Any] | None) -> str | None:
+    """What `JobRecord.func_ref` records of a state (None: a state that could not be read)."""
+    func_ref = state.get("func") if state is not None else None
+    if isinstance(func_ref, str) and len(func_ref) <= MAX_FUNC_REF_LENGTH:
+        return func_ref
+    return None
+
+
 def isoformat(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 

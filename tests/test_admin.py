@@ -149,6 +149,11 @@ def test_job_list_flags_broken_orphaned_and_custom_schedules(editor):
         ("broken=yes", {"reports.weekly"}),
         ("q=weekly", {"reports.weekly"}),
         ("q=Heartbeat", {"monitoring.heartbeat"}),
+        # Every word, in the id or the name; a quoted phrase is one word.
+        ("q=report weekly", {"reports.weekly"}),
+        ("q=warm+%22cache warm%22", set()),
+        ("q=%22warm cache%22", {"cache.warm"}),
+        ("q=monitoring heartbeat", {"monitoring.heartbeat"}),
     ],
 )
 def test_job_list_filters_and_search(editor, query, expected):

@@ -9,7 +9,8 @@ import pytest
 from django.core.management.base import CommandError
 from django_apscheduler.models import DjangoJob
 
-from scheduler_app import selectors
+from scheduler_app import selectors, services, triggers
+from scheduler_app.cli import imports
 from scheduler_app.models import JobChange, JobRecord
 from scheduler_app.state import load_state
 from tests.test_cli import refused, scheduler
@@ -175,3 +176,56 @@ def test_export_prints_what_import_reads_back(synced, tmp_path):
     assert "2 jobs created" in scheduler("import", path).stdout
     state = load_state(DjangoJob.objects.get(id="customer.7").job_state)
     assert state["misfire_grace_time"] == 30
+
+
+# An import builds each distinct schedule once and writes its rows in bulk (COPY on
+# PostgreSQL); what it stores must be what creating each job alone stores.
+DEFINITIONS = [
+    {"trigger": "cron", "trigger_args": {"hour": 7, "minute": 30}, "kwargs": {"customer_id": 1}},
+    {"trigger": "cron", "trigger_args": {"minute": 30, "hour": 7}, "kwargs": {"customer_id": 2},
+     "name": SCRIPT},
+    {"trigger": "cron", "trigger_args": {"crontab": "*/5 9-17 * * 1-5",
+                                         "timezone": "Europe/Paris"},
+     "kwargs": {"customer_id": 3, "label": "weekly", "pages": 2}, "max_instances": 3},
+    {"trigger": "interval", "trigger_args": {"minutes": 90,
+                                             "start_date": "2026-01-01T00:10:00+00:00"},
+     "kwargs": {"customer_id": 4}, "coalesce": False, "misfire_grace_time": None},
+    {"trigger": "interval", "trigger_args": {"hours": 2, "start_date": "2026-01-01T00:00:00Z"},
+     "kwargs": {"customer_id": 5}, "pause_after_failures": 3},
+    {"trigger": "date", "trigger_args": {"run_date": "2999-01-31T09:00:00+01:00"},
+     "kwargs": {"customer_id": 6}},
+]
+
+
+def stored_job(job_id: str) -> dict[str, object]:
+    """Everything a created job is made of, as the store holds it, but its id."""
+    row = DjangoJob.objects.select_related("record").get(id=job_id)
+    state = load_state(row.job_state)
+    change = JobChange.objects.get(job_id=job_id)
+    record = row.record
+    summary = {**change.after, "next_run_time": None}
+    state_fields = {key: value for key, value in state.items() if key not in ("id", "trigger")}
+    return {
+        "state": {**state_fields, "trigger": triggers.trigger_fields(state["trigger"])},
+        "next_run_time": row.next_run_time,
+        "record": (record.version, record.name, record.origin, record.function,
+                   record.func_ref, record.trigger_type, record.pause_after_failures),
+        "change": (change.version, change.action, change.actor, change.source,
+                   change.before, summary, change.message),
+    }
+
+
+def test_an_import_stores_exactly_what_creating_each_job_alone_stores(synced):
+    lines = []
+    for number, definition in enumerate(DEFINITIONS * 2):
+        body = {"function": FUNCTION, "name": f"Report {number}", **definition}
+        services.create_job(definition={**body, "id": f"alone.{number}"},
+                            actor="someone", source="cli")
+        lines.append(json.dumps({**body, "id": f"bulk.{number}"}))
+
+    report = imports.import_lines(lines, batch_size=4, actor="someone", source="cli")
+
+    for number in range(len(lines)):
+        assert stored_job(f"bulk.{number}") == stored_job(f"alone.{number}")
+    assert report.created == len(lines)
+    assert stored_job("bulk.0")["record"][4] == "tests.testapp.jobs:customer_report"

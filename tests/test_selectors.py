@@ -128,6 +128,25 @@ def test_filters_search_and_ordering(synced):
     assert ids(ordering="-next_run_time")[-1] == "reports.weekly"  # paused last either way
 
 
+def test_search_finds_live_jobs_by_id_or_name_in_any_case(synced):
+    copy_stored_job("probe.record", "foreign.Nightly")  # another process's: found by its id
+    for job_id, name in (("customer.1", "Nightly report for ACME"),
+                         ("customer.2", "Nightly report, deleted")):
+        services.create_job(definition={
+            "id": job_id, "function": "probe.customer_report", "name": name,
+            "trigger": "interval", "trigger_args": {"hours": 1}, "kwargs": {"customer_id": 1},
+        }, actor="a", source="api")
+    services.delete_job(job_id="customer.2", actor="a", source="api")
+
+    def found(text: str) -> list[str]:
+        return [row.id for row in selectors.job_queryset(search=text)]
+
+    assert found("NIGHTLY") == ["customer.1", "foreign.Nightly"]
+    assert found("report for acme") == ["customer.1"]
+    assert found("customer.") == ["customer.1"]
+    assert found("deleted") == []
+
+
 def test_unreadable_job_state_is_shown_broken_not_an_error(synced):
     DjangoJob.objects.create(id="garbage.job", job_state=b"not a pickle", next_run_time=None)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -1015,3 +1016,113 @@ def test_triggers_that_never_agree_give_up_instead_of_looping_to_the_end_of_the_
     with pytest.raises(triggers_module.TriggerStuck, match="agreed on no time"):
         triggers_module.next_fire_time(never, None, MONDAY_3AM)
     assert triggers_module.preview_fire_times(never, count=3, now=MONDAY_3AM) == []
+
+
+# `TriggerBuilder`: `build_trigger` for an import of many lines, each distinct spec built
+# once. Its answers must be the ones `build_trigger` gives, spec by spec.
+
+BUILDER_SPECS = [
+    {"trigger": "cron", "trigger_args": {"hour": 7, "minute": 30}},
+    {"trigger": "cron", "trigger_args": {"minute": 30, "hour": 7}},  # the same, reordered
+    {"trigger": "cron", "trigger_args": {"hour": "7", "minute": "30"}},
+    {"trigger": "cron", "trigger_args": {"crontab": "*/5 9-17 * * 1-5",
+                                         "timezone": "Europe/Paris"}},
+    {"trigger": "cron", "trigger_args": {"hour": 3, "jitter": 60}},
+    {"trigger": "cron", "trigger_args": {"hour": 3, "start_date": "2020-01-01T00:00:00",
+                                         "end_date": "2999-01-01T00:00:00"}},
+    {"trigger": "interval", "trigger_args": {"minutes": 90}},
+    {"trigger": "interval", "trigger_args": {"hours": 1, "start_date": "2020-01-01T00:10:00"}},
+    {"trigger": "date", "trigger_args": {"run_date": "2999-01-31T09:00:00+01:00"}},
+    # Refused, each naming its field:
+    {"trigger": "cron", "trigger_args": {"day": 31, "month": 2}},  # never fires
+    {"trigger": "cron", "trigger_args": {"hour": 25}},
+    {"trigger": "cron", "trigger_args": {"hour": True}},
+    {"trigger": "cron", "trigger_args": {"crontab": "0 9 1 * 1"}},
+    {"trigger": "interval", "trigger_args": {"minutes": -5}},
+    {"trigger": "interval", "trigger_args": {"seconds": 0.5}},
+    {"trigger": "interval", "trigger_args": {"hours": 1, "end_date": "2001-01-01T00:00:00"}},
+    {"trigger": "date", "trigger_args": {"run_date": "2001-01-31T09:00:00"}},
+    {"trigger": "weekly", "trigger_args": {}},
+    {"trigger": "cron", "trigger_args": {"hour": 1, "colour": "red"}},
+    {"trigger": "cron", "trigger_args": [1, 2]},
+]
+
+
+def outcome(build: Any) -> tuple[Any, ...]:
+    """What a build answers, as an operator sees it: the schedule's fields and its first
+    fire time, or the refusal's field (and words, unless they quote the time now)."""
+    try:
+        trigger, first_run_time = build()
+    except InvalidTrigger as error:
+        return ("refused", error.field, "" if "it is now" in error.message else error.message)
+    fields = trigger_fields(trigger)
+    if "start_date" in fields["trigger_args"] and isinstance(trigger, IntervalTrigger):
+        # An interval without a start date starts from when it is built.
+        fields["trigger_args"].pop("start_date")
+        first_run_time = None
+    if getattr(trigger, "jitter", None):
+        first_run_time = None  # drawn at random for every job
+    return ("built", fields, first_run_time)
+
+
+def full_build(spec: Any) -> tuple[Any, datetime | None]:
+    """The one-at-a-time path: `build_trigger`, then the trigger's first fire time."""
+    trigger = build_trigger(spec, timezone=PARIS)
+    return trigger, trigger.get_next_fire_time(None, datetime.now(PARIS))
+
+
+def test_trigger_builder_answers_each_spec_as_build_trigger_does_however_often_it_comes():
+    builder = triggers_module.TriggerBuilder(timezone=PARIS)
+    expected = [outcome(lambda spec=spec: full_build(spec)) for spec in BUILDER_SPECS]
+
+    # Three passes: the first builds each spec, the others find it built.
+    for _ in range(3):
+        answers = [outcome(lambda spec=spec: builder.build(spec)) for spec in BUILDER_SPECS]
+        assert answers == expected
+    assert [answer[0] for answer in expected].count("refused") == 11
+
+
+def test_trigger_builder_works_out_the_first_run_again_once_the_time_has_passed():
+    # Every second from a start long ago: the next fire time is at most a second away.
+    spec = {"trigger": "interval",
+            "trigger_args": {"seconds": 1, "start_date": "2020-01-01T00:00:00"}}
+    builder = triggers_module.TriggerBuilder(timezone=UTC)
+    _, first = builder.build(spec)
+    while datetime.now(UTC) <= first:
+        time.sleep(0.05)
+
+    now = datetime.now(UTC)
+
+    _, later = builder.build(spec)
+
+    assert first < now <= later
+
+
+def test_an_interval_without_start_date_starts_when_each_job_is_built():
+    spec = {"trigger": "interval", "trigger_args": {"hours": 1}}
+    builder = triggers_module.TriggerBuilder(timezone=UTC)
+    first, _ = builder.build(spec)
+    time.sleep(0.01)
+
+    second, _ = builder.build(spec)
+
+    assert second.start_date > first.start_date
+
+
+def test_comparing_with_the_trigger_an_import_built_answers_as_comparing_with_the_spec():
+    builder = triggers_module.TriggerBuilder(timezone=PARIS)
+    valid = [spec for spec in BUILDER_SPECS
+             if outcome(lambda spec=spec: full_build(spec))[0] == "built"]
+    stored = [build_trigger(spec, timezone=PARIS) for spec in valid]
+    answers = {
+        (index, other): (
+            is_same_schedule(trigger, spec, timezone=PARIS),
+            is_same_schedule(trigger, spec, timezone=PARIS, built=builder.build(spec)[0]),
+        )
+        for index, trigger in enumerate(stored) for other, spec in enumerate(valid)
+    }
+
+    assert all(full == fast for full, fast in answers.values())
+    # Specs written differently but meaning the same schedule compare equal.
+    assert answers[(0, 1)] == answers[(0, 2)] == (True, True)
+    assert sum(full for full, _ in answers.values()) == len(valid) + 6

@@ -26,6 +26,7 @@ from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.text import smart_split, unescape_string_literal
 from django.views.decorators.http import require_POST
 from django_apscheduler.models import DjangoJob
 
@@ -109,6 +110,17 @@ class JobAdmin(JobControlsMixin, DashboardPageMixin, JobCreationMixin, Scheduler
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return JobChangeList
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        # As Django's search over `search_fields` (every word, or quoted phrase, in
+        # the id or the name), each word through the API's indexed lookups.
+        for word in smart_split(search_term):
+            if word.startswith(('"', "'")) and word[0] == word[-1]:
+                word = unescape_string_literal(word)
+            queryset = queryset.filter(selectors.job_matches(word))
+        return queryset, False
 
     # django-apscheduler's permissions on its job model, not the proxy's own.
 
