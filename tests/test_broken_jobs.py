@@ -9,6 +9,7 @@ checks the answer against the one reading every state gives.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -132,6 +133,29 @@ def test_the_broken_jobs_are_those_reading_every_state_finds_whatever_the_store_
                 "customer.unvouched", "foreign.garbage"]
     assert every_state_read() == expected
     assert broken_as_shown() == (len(expected), expected)
+
+
+def test_a_job_given_another_function_is_judged_by_its_new_one(synced, monkeypatch, tmp_path):
+    create("customer.1")
+    line = {"id": "customer.1", "function": "probe.fail", "trigger": "interval",
+            "trigger_args": {"hours": 1}, "kwargs": {"label": "now failing"}}
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    call_command("scheduler", "import", str(path), stdout=StringIO())
+
+    monkeypatch.delattr(testapp_jobs, "fail")
+
+    assert every_state_read() == ["customer.1", "probe.fail"]
+    assert broken_as_shown() == (2, ["customer.1", "probe.fail"])
+
+
+def test_a_declared_job_overwritten_with_garbage_is_broken_after_a_scheduler_start(synced):
+    DjangoJob.objects.filter(id="probe.slow").update(job_state=b"\x80\x05not a pickle")
+
+    report = services.sync_jobs_from_code()
+
+    assert report.broken == ["probe.slow"]
+    assert broken_as_shown() == (1, ["probe.slow"]) == (1, every_state_read())
 
 
 def test_a_scheduler_start_reports_a_runtime_job_whose_function_is_gone(synced, monkeypatch):
