@@ -329,7 +329,6 @@ def live_jobs() -> QuerySet[DjangoJob]:
     return DjangoJob.objects.filter(_NOT_DELETED)
 
 
-
 def origin_is(origin: str) -> Q:
     """The filter of jobs of one origin, code (jobs stored without our record too) or runtime."""
     if origin == JobRecord.Origin.RUNTIME:
@@ -715,7 +714,8 @@ class _JobFunctions:
     per distinct reference and reads only the states no record vouches for: jobs
     stored by another process, states the scheduler could not use, trigger classes
     of other apps. A state overwritten behind every writer's back (not by this app)
-    is judged by its record until the scheduler or a change reads it.
+    is judged by its record until the scheduler claims it, a scheduler start syncs it
+    (a declared job) or a change rewrites it.
     """
 
     total: int
@@ -744,7 +744,9 @@ class _JobFunctions:
         to_read = [live_jobs().filter(unvouched)]
         if total > with_record:
             # Jobs stored by another process, without a record: their ids first, which
-            # the two primary keys answer, then their states.
+            # the two primary keys answer, then their states. (The two counts are two
+            # statements: a job created between them can hide such a job from this one
+            # reading, never count a job twice.)
             without_record = DjangoJob.objects.filter(
                 ~Exists(JobRecord.objects.filter(job_id=OuterRef("pk")))
             ).values_list("id", flat=True)

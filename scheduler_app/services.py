@@ -902,6 +902,8 @@ def sync_jobs_from_code(
             # A stored state this version cannot read (or use) must not stop the
             # scheduler from starting: the job is reported broken, the others run.
             logger.error("Not syncing job %r from code: %s", declaration.id, error)
+            # Whatever its record says, readers must read this state to judge it.
+            JobRecord.objects.filter(job_id=declaration.id).update(func_ref=None)
             outcome = "broken"
         getattr(report, outcome).append(declaration.id)
     declared = {declaration.id for declaration in registry}
