@@ -187,7 +187,7 @@ def test_the_status_command_the_dashboard_and_the_broken_filter_agree(
 
 @pytest.mark.django_db(transaction=True)
 def test_upgrading_copies_each_stored_function_reference_into_its_record():
-    before = [("scheduler_app", "0011_runtime_jobs")]
+    before = [("scheduler_app", "0013_skipped_runs_bigint_and_in_flight_index")]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     old = executor.loader.project_state(before).apps
