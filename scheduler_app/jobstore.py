@@ -29,7 +29,7 @@ from typing import Any
 
 from apscheduler import events
 from apscheduler.job import Job
-from apscheduler.jobstores.base import ConflictingIdError
+from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from django.db import (
     IntegrityError,
     InterfaceError,
@@ -175,6 +175,24 @@ class JobStore(DjangoJobStore):
                 func_ref=func_ref_of(state),
             )
         return row
+
+    @util.retry_on_db_operational_error
+    def update_job(self, job: Job) -> None:
+        """The parent's update (a stock scheduler's write-back), keeping what our record
+        mirrors of the state in step: the function reference the broken-job count reads,
+        the name and the trigger type."""
+        state = job.__getstate__()
+        with transaction.atomic():
+            updated = DjangoJob.objects.filter(id=job.id).update(
+                next_run_time=util.get_django_internal_datetime(job.next_run_time),
+                job_state=dump_state(state),
+            )
+            if not updated:
+                raise JobLookupError(job.id)
+            JobRecord.objects.filter(job_id=job.id).update(
+                name=job.name, trigger_type=trigger_type_name(job.trigger),
+                func_ref=func_ref_of(state),
+            )
 
     @util.retry_on_db_operational_error
     def _get_jobs(self, **filters: Any) -> list[Job]:

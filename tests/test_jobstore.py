@@ -114,6 +114,18 @@ class TestJobStoreContract:
         with pytest.raises(JobLookupError):
             store.update_job(job)
 
+    def test_an_update_by_a_stock_scheduler_keeps_the_record_in_step(self, store, scheduler):
+        job = make_job(scheduler, "a", NOW)
+        store.add_job(job)
+        job.func, job.func_ref, job.name = None, "no.such.module:gone", "Renamed"
+
+        store.update_job(job)
+
+        record = JobRecord.objects.get(job_id="a")
+        assert (record.func_ref, record.name) == ("no.such.module:gone", "Renamed")
+        assert selectors.get_job(job_id="a").broken
+        assert selectors.scheduler_status().jobs_broken == 1
+
     def test_remove_all_jobs(self, store, scheduler):
         store.add_job(make_job(scheduler, "a", NOW))
         store.add_job(make_job(scheduler, "b", NOW))
