@@ -315,7 +315,7 @@ def job_matches(text: str) -> Q:
     """The jobs whose id or name contains `text`, in any case.
 
     Two lookups in a UNION, each of which an index answers on PostgreSQL (the trigram
-    indexes of migration 0013), instead of one condition over the join of every job
+    indexes of migration 0015), instead of one condition over the join of every job
     to its record, which reads them all: a search of 100,000 jobs took 10 times as
     long as one of 10,000 (docs/benchmarks.md).
     """
