@@ -10,7 +10,8 @@ recording outcomes of one job at once cannot both raise the same alert.
 
 Raising an alert writes an `Alert` row in the caller's transaction; after commit it
 sends the event's signal (`scheduler_app.signals`) and hands the alert to a
-background delivery thread for the channels of `SCHEDULER_APP["ALERTS"]`: email to
+background delivery thread (always the same one for a job, so its alerts arrive in
+the order they were raised) for the channels of `SCHEDULER_APP["ALERTS"]`: email to
 `settings.ADMINS` through Django's mail, and webhooks, POSTed as JSON signed with
 HMAC-SHA256 (`X-Scheduler-Signature: sha256=<hex>`). Each delivery attempt has a
 timeout, failed attempts are retried with doubling back-off, and the final outcome
@@ -29,6 +30,7 @@ import queue
 import threading
 import time
 import urllib.request
+import zlib
 from collections.abc import Callable
 from datetime import datetime
 
@@ -145,7 +147,7 @@ def signature(body: bytes, secret: str) -> str:
 def wait_for_deliveries(timeout: float) -> bool:
     """Wait up to `timeout` seconds for queued deliveries to end; False if some did not."""
     deadline = time.monotonic() + timeout
-    while _pending.unfinished_tasks:
+    while any(pending.unfinished_tasks for pending in _pending):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
@@ -206,10 +208,14 @@ def _announce(alert: Alert) -> None:
             logger.error("Alert receiver %r failed: %r", receiver, error)
     if alert.delivery == Alert.Delivery.PENDING:
         _start_delivery_threads()
-        _pending.put(alert)
+        # A job's alerts always go to the same thread, so a receiver gets them in the
+        # order they were raised: a recovery delivered before the failure it ends
+        # would leave the receiver's incident open.
+        _pending[zlib.crc32(alert.job_id.encode()) % DELIVERY_THREADS].put(alert)
 
 
-_pending: queue.Queue[Alert] = queue.Queue()
+# One queue per delivery thread.
+_pending: list[queue.Queue[Alert]] = [queue.Queue() for _ in range(DELIVERY_THREADS)]
 _threads_lock = threading.Lock()
 _threads: list[threading.Thread] = []
 
@@ -218,25 +224,26 @@ def _start_delivery_threads() -> None:
     with _threads_lock:
         if _threads:
             return
-        for number in range(DELIVERY_THREADS):
+        for number, pending in enumerate(_pending):
             # Daemon threads: a receiver that hangs must not keep the process alive.
             thread = threading.Thread(
-                target=_deliver_forever, name=f"scheduler-alerts-{number}", daemon=True
+                target=_deliver_forever, args=(pending,), name=f"scheduler-alerts-{number}",
+                daemon=True,
             )
             thread.start()
             _threads.append(thread)
 
 
-def _deliver_forever() -> None:
+def _deliver_forever(pending: queue.Queue[Alert]) -> None:
     while True:
-        alert = _pending.get()
+        alert = pending.get()
         try:
             _deliver(alert)
         except Exception:
             logger.exception("Delivering alert %s failed unexpectedly", alert.id)
         finally:
             connections.close_all()
-            _pending.task_done()
+            pending.task_done()
 
 
 def _deliver(alert: Alert) -> None:

@@ -42,6 +42,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
                 receiver.requests.append({
+                    "at": time.monotonic(),
                     "body": json.loads(body),
                     "signed": hmac.compare_digest(
                         self.headers.get("X-Scheduler-Signature", ""), expected
@@ -251,6 +252,26 @@ def test_webhook_gets_signed_json_once_per_incident(synced, receiver, scheduler_
     assert first["body"]["job"] == JOB
     assert first["body"]["run_time"] == failed.run_time.isoformat()
     assert set(Alert.objects.values_list("delivery", flat=True)) == {"delivered"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_jobs_alerts_reach_a_slow_receiver_one_after_the_other_in_order(
+    synced, scheduler_app_settings
+):
+    slow = Receiver(delay=0.3)
+    scheduler_app_settings(**alerting_to(slow))
+    try:
+        fail(minutes_ago=2)
+        succeed(minutes_ago=1)
+        assert alerts.wait_for_deliveries(timeout=10)
+    finally:
+        slow.close()
+
+    failure, recovery = slow.requests
+    assert (failure["body"]["event"], recovery["body"]["event"]) == ("run_failed",
+                                                                     "job_recovered")
+    # Sent only once the failure's delivery had ended, not beside it.
+    assert recovery["at"] - failure["at"] >= 0.3
 
 
 @pytest.mark.django_db(transaction=True)
