@@ -112,7 +112,7 @@ def fill_store(count: int, *, distinct: bool = False) -> None:
 
     from scheduler_app import services
     from scheduler_app.models import JobRecord
-    from scheduler_app.state import dump_state, load_state
+    from scheduler_app.state import dump_state, load_state, record_mirror
     from tests.testapp.models import BenchItem
 
     services.sync_jobs_from_code()
@@ -130,8 +130,8 @@ def fill_store(count: int, *, distinct: bool = False) -> None:
             state["next_run_time"] = state["trigger"].get_next_fire_time(None, now)
         rows.append(DjangoJob(id=job_id, next_run_time=state["next_run_time"],
                               job_state=dump_state(state)))
-        records.append(JobRecord(job_id=job_id, version=1, name=job_id,
-                                 trigger_type=("cron", "interval")[number % 2]))
+        # The record as the app's writers leave it.
+        records.append(JobRecord(job_id=job_id, version=1, name=job_id, **record_mirror(state)))
         runs.append(DjangoJobExecution(job_id=job_id, status=DjangoJobExecution.SUCCESS,
                                        run_time=now, duration=0.5,
                                        finished=now.timestamp() + 0.5))

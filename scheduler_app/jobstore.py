@@ -55,9 +55,8 @@ from scheduler_app.models import (
 from scheduler_app.state import (
     UnreadableState,
     dump_state,
-    func_ref_of,
     load_state,
-    trigger_type_name,
+    record_mirror,
 )
 
 logger = logging.getLogger(__name__)
@@ -170,17 +169,14 @@ class JobStore(DjangoJobStore):
                 )
             except IntegrityError:
                 raise ConflictingIdError(job.id) from None
-            JobRecord.objects.create(
-                job=row, version=1, name=job.name, trigger_type=trigger_type_name(job.trigger),
-                func_ref=func_ref_of(state),
-            )
+            JobRecord.objects.create(job=row, version=1, name=job.name, **record_mirror(state))
         return row
 
     @util.retry_on_db_operational_error
     def update_job(self, job: Job) -> None:
         """The parent's update (a stock scheduler's write-back), keeping what our record
-        mirrors of the state in step: the function reference the broken-job count reads,
-        the name and the trigger type."""
+        mirrors of the state in step: the name, and `state.record_mirror`'s fields that
+        the broken-job count and the metrics read."""
         state = job.__getstate__()
         with transaction.atomic():
             updated = DjangoJob.objects.filter(id=job.id).update(
@@ -189,10 +185,7 @@ class JobStore(DjangoJobStore):
             )
             if not updated:
                 raise JobLookupError(job.id)
-            JobRecord.objects.filter(job_id=job.id).update(
-                name=job.name, trigger_type=trigger_type_name(job.trigger),
-                func_ref=func_ref_of(state),
-            )
+            JobRecord.objects.filter(job_id=job.id).update(name=job.name, **record_mirror(state))
 
     @util.retry_on_db_operational_error
     def _get_jobs(self, **filters: Any) -> list[Job]:

@@ -203,6 +203,11 @@ class JobRecord(models.Model):
     # another process, unreadable when last read, or a reference too long): readers
     # read that job's state itself.
     func_ref = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    # The schedule in words (`triggers.describe_trigger`) of a state with one of
+    # APScheduler's own triggers, copied by the same writers in the same
+    # transaction: a Prometheus scrape labels every job without unpickling its state
+    # (`selectors.job_metrics`). None: not known; readers read the state.
+    schedule = models.TextField(null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         indexes = [

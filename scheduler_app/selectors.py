@@ -22,6 +22,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import (
+    Case,
     Count,
     Exists,
     Expression,
@@ -31,6 +32,8 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    Value,
+    When,
 )
 from django.db.models.functions import MD5, Cast, Extract, JSONObject, Now
 from django.utils import timezone
@@ -575,14 +578,15 @@ _MOMENT_COLUMNS = ("next_run_time", "health__last_run_time", "health__last_succe
 def job_metrics() -> list[JobMetrics]:
     """Every live job with its counters and newest outcome, for a Prometheus scrape.
 
-    A scrape must stay cheap with 10,000 jobs (see docs/benchmarks.md). Fetching every
-    pickled state costs more than the rest of it: on PostgreSQL the query reads an
-    MD5 of each state instead, and a state is fetched (and described once, by
-    `_stored_state`) only when its digest is new to this process; whatever wrote a
-    state, a different state has a different digest. Its moments come as Unix times
-    (`extract(epoch ...)`), which spares making 30,000 datetimes. Elsewhere the
-    states and datetimes are read. Whether the function can be imported is asked
-    afresh at every scrape.
+    A scrape must stay cheap with 10,000 jobs (see docs/benchmarks.md), whether or not
+    the jobs ran since the last one. Unpickling and describing every state costs more
+    than all the rest, so a job's labels come from what its record mirrors of its
+    state (`state.record_mirror`: trigger type, function reference, schedule in
+    words), kept by every writer as `_JobFunctions` trusts it. Only the states no
+    record vouches for are read: on PostgreSQL through an MD5 of each, a state being
+    described once (by `_stored_state`) while its digest is new to this process. Its
+    moments come as Unix times (`extract(epoch ...)`), which spares making 30,000
+    datetimes. Whether the function can be imported is asked afresh at every scrape.
     """
     running = dict(
         DjangoJobExecution.objects.filter(status=DjangoJobExecution.SENT)
@@ -594,34 +598,37 @@ def job_metrics() -> list[JobMetrics]:
          for index, column in enumerate(_MOMENT_COLUMNS)}
         if on_postgresql else {}
     )
-    rows = list(live_jobs().order_by("id").annotate(
-        state_key=MD5("job_state") if on_postgresql else F("job_state"), **moments
-    ).values_list("id", "state_key", *(moments or _MOMENT_COLUMNS), *_HEALTH_COLUMNS))
+    # None where the record vouches for the state; else what the state is known by.
+    state_key = Case(
+        When(_VOUCHED_FOR_METRICS, then=Value(None)),
+        default=MD5("job_state") if on_postgresql else F("job_state"),
+    )
+    rows = list(live_jobs().order_by("id").annotate(state_key=state_key, **moments).values_list(
+        "id", "record__trigger_type", "record__schedule", "record__func_ref", "state_key",
+        *(moments or _MOMENT_COLUMNS), *_HEALTH_COLUMNS,
+    ))
     if on_postgresql:
-        _describe_new_states([(job_id, key) for job_id, key, *_ in rows
-                              if (job_id, key) not in _descriptions])
+        _describe_new_states([(job_id, key) for job_id, _, _, _, key, *_ in rows
+                              if key is not None and (job_id, key) not in _descriptions])
     importable: dict[str, bool] = {}
     metrics = []
-    for job_id, state_key, *values in rows:
-        description = (
-            _descriptions.get((job_id, state_key)) if on_postgresql
-            else _stored_state(job_id, bytes(state_key))
-        )
-        if description is None:  # its state changed since the first read: read it again
-            job_state = DjangoJob.objects.filter(id=job_id).values_list("job_state", flat=True)
-            description = _stored_state(job_id, bytes(job_state[0])) if job_state else _UNREADABLE
+    for job_id, trigger, schedule, func, state_key, *values in rows:
+        readable = True
+        if state_key is not None:
+            description = _description_for_metrics(job_id, state_key, on_postgresql)
+            trigger, schedule = description.trigger_type or "unknown", description.description
+            func, readable = description.func, description.readable
         next_run, last_run, last_success = (
             values[:3] if on_postgresql
             else (moment and moment.timestamp() for moment in values[:3])
         )
         *counts, last_duration, last_lateness = values[3:]
-        func = description.func
         if func not in importable:
-            importable[func] = description.readable and function_is_importable(func)
+            importable[func] = readable and function_is_importable(func)
         metrics.append(JobMetrics(
             id=job_id,
-            trigger=description.trigger_type or "unknown",
-            schedule=description.description,
+            trigger=trigger,
+            schedule=schedule,
             function=func,
             next_run_timestamp=next_run,
             broken=not importable[func],
@@ -633,6 +640,18 @@ def job_metrics() -> list[JobMetrics]:
             last_lateness=last_lateness,
         ))
     return metrics
+
+
+def _description_for_metrics(job_id: str, state_key: Any, on_postgresql: bool) -> _StoredState:
+    """What a state no record vouches for says: `state_key` is its MD5 on PostgreSQL
+    (described by `_describe_new_states`), the state itself elsewhere."""
+    if not on_postgresql:
+        return _stored_state(job_id, bytes(state_key))
+    description = _descriptions.get((job_id, state_key))
+    if description is None:  # its state changed since the first read: read it again
+        job_state = DjangoJob.objects.filter(id=job_id).values_list("job_state", flat=True)
+        description = _stored_state(job_id, bytes(job_state[0])) if job_state else _UNREADABLE
+    return description
 
 
 # (job id, MD5 of its stored state) -> what that state says; see `job_metrics`.
@@ -701,6 +720,13 @@ def broken_job_ids() -> list[str]:
 # whatever code is deployed. Another app's trigger class can leave the code, and its
 # states then cannot be unpickled: those are read to be judged.
 _OWN_TRIGGER_TYPES = ("cron", "interval", "date")
+
+# A record vouches for a job's labels as `_JobFunctions` trusts it, with its words known.
+_VOUCHED_FOR_METRICS = Q(
+    record__func_ref__isnull=False,
+    record__trigger_type__in=_OWN_TRIGGER_TYPES,
+    record__schedule__isnull=False,
+)
 
 
 @dataclass(frozen=True)

@@ -50,11 +50,10 @@ from scheduler_app.registry import JobDeclaration, registry
 from scheduler_app.state import (
     UnreadableState,
     dump_state,
-    func_ref_of,
     isoformat,
     json_value,
     load_state,
-    trigger_type_name,
+    record_mirror,
 )
 from scheduler_app.validation import validate_name
 
@@ -496,10 +495,10 @@ def pause_unschedulable_job(*, job_id: str, reason: str) -> bool:
         record.paused_reason = f"Paused by the scheduler: {reason}"[:500]
         record.paused_by, record.paused_until = SCHEDULER_ACTOR, None
         # A state the scheduler could not use: readers judge it by reading it.
-        record.func_ref = None
+        record.func_ref = record.schedule = None
         record.save(update_fields=[
             "version", "updated_at", "paused_reason", "paused_by", "paused_at", "paused_until",
-            "func_ref",
+            "func_ref", "schedule",
         ])
         JobChange.objects.create(
             job_id=job_id,
@@ -903,7 +902,7 @@ def sync_jobs_from_code(
             # scheduler from starting: the job is reported broken, the others run.
             logger.error("Not syncing job %r from code: %s", declaration.id, error)
             # Whatever its record says, readers must read this state to judge it.
-            JobRecord.objects.filter(job_id=declaration.id).update(func_ref=None)
+            JobRecord.objects.filter(job_id=declaration.id).update(func_ref=None, schedule=None)
             outcome = "broken"
         getattr(report, outcome).append(declaration.id)
     declared = {declaration.id for declaration in registry}
@@ -1082,8 +1081,7 @@ def _store_new_jobs(
         version = versions.get(new.id, 0) + 1
         record = JobRecord(
             job=row, version=version, name=new.name, origin=new.origin, function=new.function,
-            trigger_type=trigger_type_name(new.trigger), func_ref=func_ref_of(state),
-            updated_at=now, deleted_at=None,
+            **record_mirror(state), updated_at=now, deleted_at=None,
             pause_after_failures=new.pause_after_failures, alert_after=new.alert_after,
         )
         (refilled if new.id in tombstones else rows).append(row)
@@ -1139,8 +1137,7 @@ def _lock_job(job_id: str, expected_version: int | None) -> _LockedJob:
         raise JobBroken(job_id, "<unreadable job state>") from None
     record, _ = JobRecord.objects.get_or_create(
         job=row,
-        defaults={"name": state["name"], "trigger_type": trigger_type_name(state["trigger"]),
-                  "func_ref": func_ref_of(state)},
+        defaults={"name": state["name"], **record_mirror(state)},
     )
     row.record = record
     if record.deleted_at is not None:
@@ -1180,8 +1177,8 @@ def _write(job: _LockedJob, action: str, actor: str, source: str, message: str) 
     job.row.save(update_fields=["job_state", "next_run_time"])
     job.record.version += 1
     job.record.name = job.state["name"]
-    job.record.trigger_type = trigger_type_name(job.state["trigger"])
-    job.record.func_ref = func_ref_of(job.state)
+    for name, value in record_mirror(job.state).items():
+        setattr(job.record, name, value)
     job.record.updated_at = timezone.now()
     job.record.save()
     JobChange.objects.create(

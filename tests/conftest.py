@@ -34,7 +34,7 @@ from scheduler_app.models import (
     RunRequest,
     SchedulerProcess,
 )
-from scheduler_app.state import dump_state, func_ref_of, load_state
+from scheduler_app.state import dump_state, load_state, record_mirror
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ON_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
@@ -55,14 +55,14 @@ def synced(db: None) -> services.SyncReport:
 
 def edit_stored_job(job_id: str, **changes: Any) -> None:
     """Change a job's stored state behind the services' back (code drift, a deploy, a
-    run that already happened), keeping the next-run column and the record's function
-    reference in step with the state, as every writer of the app keeps them."""
+    run that already happened), keeping the next-run column and what the record mirrors
+    of the state in step with it, as every writer of the app keeps them."""
     row = DjangoJob.objects.get(id=job_id)
     state = load_state(row.job_state)
     state.update(changes)
     row.job_state, row.next_run_time = dump_state(state), state["next_run_time"]
     row.save()
-    JobRecord.objects.filter(job_id=job_id).update(func_ref=func_ref_of(state))
+    JobRecord.objects.filter(job_id=job_id).update(**record_mirror(state))
 
 
 def copy_stored_job(source_id: str, new_id: str, **changes: Any) -> None:

@@ -186,7 +186,7 @@ def test_the_status_command_the_dashboard_and_the_broken_filter_agree(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_upgrading_copies_each_stored_function_reference_into_its_record():
+def test_upgrading_copies_each_stored_function_reference_and_schedule_into_its_record():
     before = [("scheduler_app", "0013_skipped_runs_bigint_and_in_flight_index")]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
@@ -202,4 +202,6 @@ def test_upgrading_copies_each_stored_function_reference_into_its_record():
 
     records = dict(JobRecord.objects.values_list("job_id", "func_ref"))
     assert records == {"readable": "tests.testapp.jobs:record_run", "garbage": None}
+    words = dict(JobRecord.objects.values_list("job_id", "schedule"))
+    assert words == {"readable": "Every hour", "garbage": None}
     assert broken_as_shown() == (1, ["garbage"]) == (1, every_state_read())

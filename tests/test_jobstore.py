@@ -117,12 +117,15 @@ class TestJobStoreContract:
     def test_an_update_by_a_stock_scheduler_keeps_the_record_in_step(self, store, scheduler):
         job = make_job(scheduler, "a", NOW)
         store.add_job(job)
+        assert JobRecord.objects.get(job_id="a").schedule.startswith("Once at ")
         job.func, job.func_ref, job.name = None, "no.such.module:gone", "Renamed"
+        job.trigger = IntervalTrigger(minutes=5, timezone=UTC)
 
         store.update_job(job)
 
         record = JobRecord.objects.get(job_id="a")
         assert (record.func_ref, record.name) == ("no.such.module:gone", "Renamed")
+        assert (record.trigger_type, record.schedule) == ("interval", "Every 5 minutes")
         assert selectors.get_job(job_id="a").broken
         assert selectors.scheduler_status().jobs_broken == 1
 

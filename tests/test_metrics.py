@@ -200,12 +200,47 @@ def test_staff_sessions_need_the_permission_to_view_jobs(synced, django_user_mod
 
 
 def test_a_job_with_unreadable_state_is_scraped_as_broken_not_a_failure(synced, admin_client):
+    # Overwritten behind the app's back, then met by the scheduler, which pauses it and
+    # leaves its record vouching for nothing; and one stored by another process.
     DjangoJob.objects.filter(id=JOB).update(job_state=b"not a pickle")
+    assert services.pause_unschedulable_job(job_id=JOB, reason="its state cannot be read")
+    DjangoJob.objects.create(id="foreign.garbage", job_state=b"\x80garbage",
+                             next_run_time=timezone.now())
 
     families = scrape(admin_client)
 
     assert value(families, "scheduler_job_broken", job=JOB) == 1
+    assert value(families, "scheduler_job_broken", job="foreign.garbage") == 1
     assert value(families, "scheduler_job_info", job="cache.warm") == 1
+    assert value(families, "scheduler_job_broken", job="cache.warm") == 0
+
+
+def test_a_scrape_labels_the_jobs_their_records_vouch_for_without_reading_their_states(
+    synced, admin_client, monkeypatch
+):
+    services.create_job(definition={
+        "id": "customer.9", "function": "probe.customer_report", "trigger": "cron",
+        "trigger_args": {"hour": 7, "minute": 30}, "kwargs": {"customer_id": 9},
+    }, actor="t", source="api")
+    # A job another process stored, with no record: only its state says what it is.
+    copy_stored_job(JOB, "foreign.copy")
+    states_read = []
+    real_stored_state = selectors._stored_state
+    monkeypatch.setattr(selectors, "_stored_state", lambda job_id, job_state: (
+        states_read.append(job_id) or real_stored_state(job_id, job_state)
+    ))
+    selectors._descriptions.clear()  # nothing memoized from an earlier scrape
+
+    families = scrape(admin_client)
+
+    assert states_read == ["foreign.copy"]
+    views = {view.id: view for view in selectors.job_views(selectors.job_queryset())}
+    for job_id, view in views.items():  # the labels the job's own state gives
+        info = next(s.labels for s in families["scheduler_job_info"] if s.labels["job"] == job_id)
+        assert (info["trigger"], info["schedule"], info["function"]) == (
+            view.trigger or "unknown", view.description, view.func
+        ), job_id
+    assert views["customer.9"].description == "At 07:30 (UTC)"
 
 
 def test_the_plain_text_writer_matches_prometheus_clients_own_byte_for_byte(synced):
