@@ -305,7 +305,8 @@ def test_change_page_shows_the_schedule_form_and_read_only_panels(editor):
     assert "Build the weekly activity report" in page  # its docstring
     assert "&quot;kwargs&quot;: {}" in page  # arguments
     assert "At 08:30, only on Monday (UTC)" in page  # code default
-    assert "Boom" in page  # recent executions
+    assert "Boom" in page  # recent executions, with their status in words as elsewhere
+    assert 'scheduler-status-error">Failed</span>' in page
     assert "Created" in page and "Code (scheduler start)" in page  # recent changes
     assert "job_state" not in page  # the raw state is never a field
     assert 'name="_save"' in page

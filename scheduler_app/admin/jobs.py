@@ -333,7 +333,8 @@ class JobAdmin(JobControlsMixin, DashboardPageMixin, JobCreationMixin, Scheduler
             "default_schedule": _describe_spec(job.default_schedule),
             "arguments": _arguments(job),
             "executions": [
-                (execution, lateness(execution), relative_time(execution.run_time))
+                (execution, status_badge(execution.status), lateness(execution),
+                 relative_time(execution.run_time))
                 for execution in executions
             ],
             "changes": _with_diffs(changes),
