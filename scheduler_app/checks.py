@@ -89,6 +89,13 @@ def check_scheduler_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
             errors.append(
                 Error(f"SCHEDULER_APP[{key!r}] must be an integer >= 1.", id="scheduler_app.E004")
             )
+    claim_ahead = configured.get("CLAIM_AHEAD", DEFAULTS["CLAIM_AHEAD"])
+    if (isinstance(claim_ahead, bool) or not isinstance(claim_ahead, int | float)
+            or not 0 <= claim_ahead <= 1):
+        errors.append(
+            Error("SCHEDULER_APP['CLAIM_AHEAD'] must be a number of seconds from 0 to 1.",
+                  id="scheduler_app.E012")
+        )
     if configured.get("NOTIFICATIONS", "auto") not in ("auto", "notify", "poll"):
         errors.append(
             Error("SCHEDULER_APP['NOTIFICATIONS'] must be 'auto', 'notify' or 'poll'.",

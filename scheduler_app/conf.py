@@ -45,6 +45,11 @@ DEFAULTS: dict[str, Any] = {
     "QUEUED_RUN_TIMEOUT": 3600.0,
     # Worker threads that run jobs in the scheduler process.
     "THREADS": 10,
+    # Seconds ahead of their time the scheduler claims runs in "threads" mode, so
+    # that the claim's commit is paid before a run is due; each still starts at its
+    # time, after a look at whether its job changed since (`scheduler_app.launcher`).
+    # 0 claims runs when they are due. At most 1.
+    "CLAIM_AHEAD": 0.05,
     # PostgreSQL channel for change notifications.
     "CHANNEL": "scheduler_app_changes",
     # Default misfire grace time (seconds) for declared jobs.

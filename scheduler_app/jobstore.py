@@ -76,6 +76,9 @@ class ClaimedRun:
     job: Job
     run_times: list[datetime]
     run_request: RunRequest | None = None
+    # The state the claim wrote back (due runs): whoever starts the run later can
+    # tell whether the job changed since (`launcher`).
+    job_state: bytes | None = None
 
 
 class JobStore(DjangoJobStore):
@@ -263,9 +266,13 @@ class JobStore(DjangoJobStore):
             return self._claim_due_jobs(now, before_write_back)
 
     @util.retry_on_db_operational_error
-    def claim(self, now: datetime, *, fence: Callable[[], None] | None = None) -> list[ClaimedRun]:
+    def claim(
+        self, now: datetime, *, fence: Callable[[], None] | None = None,
+        ahead: timedelta = timedelta(0),
+    ) -> list[ClaimedRun]:
         """A scheduler pass's claims in one transaction: run-now requests, the backfilled
-        runs there is room for, then due jobs.
+        runs there is room for, then the jobs due within `ahead` of `now` (the caller
+        starts those still ahead at their time, see `launcher`).
 
         One transaction, so the lease is checked once per pass, not once per kind; and
         one query says which kinds of request are pending (usually none).
@@ -283,7 +290,7 @@ class JobStore(DjangoJobStore):
                 claimed += self._claim_run_requests(now)
             if ExecutionRecord.Cause.BACKFILL in pending:
                 claimed += self._claim_backfills(now)
-            return claimed + self._claim_due_jobs(now)
+            return claimed + self._claim_due_jobs(now + ahead)
 
     def _claim_due_jobs(
         self, now: datetime, before_write_back: Callable[[list[str]], None] | None = None
@@ -304,7 +311,8 @@ class JobStore(DjangoJobStore):
             if claim.job is None:
                 _record_broken_runs(claim.job_id, claim.state["func"], claim.run_times)
             elif claim.run_times:
-                claimed.append(ClaimedRun(job=claim.job, run_times=claim.run_times))
+                claimed.append(ClaimedRun(job=claim.job, run_times=claim.run_times,
+                                          job_state=claim.job_state))
         claimed = self._record_claimed_runs(claimed)
         _record_skipped_runs([claim for claim in advanced if claim.skipped and claim.job])
         return claimed
@@ -335,7 +343,7 @@ class JobStore(DjangoJobStore):
         if due.skipped:
             logger.warning("Job %r was behind: %d missed run(s) skipped, %d run now",
                            job_id, due.skipped, len(due.run_times))
-        return _Advance(job_id, state, new_state, due.run_times, self._job_from_state(state),
+        return _Advance(job_id, state, new_state, due.run_times, self.job_from_state(state),
                         skipped=due.skipped)
 
     def _set_aside(self, job_id: str, reason: str) -> None:
@@ -352,7 +360,7 @@ class JobStore(DjangoJobStore):
                           "exception": f"Not run, job paused: {reason}"[:1000]},
             )
 
-    def _job_from_state(self, state: dict[str, Any]) -> Job | None:
+    def job_from_state(self, state: dict[str, Any]) -> Job | None:
         # As the parent's _reconstitute_job, from the state already unpickled for
         # the claim instead of unpickling it a second time.
         job = Job.__new__(Job)

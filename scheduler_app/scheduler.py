@@ -8,12 +8,15 @@ and whole-job write-back undo a pause committed in between, with a pass that:
 
 1. does nothing unless this process holds the leadership lease (`leadership`);
 2. resumes the paused jobs whose `paused_until` has come (`services.resume_jobs_due`);
-3. claims pending run-now requests and due jobs under row locks, fenced by the
-   lease, advancing next run times and recording each claimed run in the same
-   transaction (`JobStore.claim_due_jobs`), then commits;
-4. only then submits the claimed runs to the executor (at most once per run time);
-5. sleeps until the store's next run time or pause end, at most MAX_SLEEP, or until
-   the change listener wakes it (LISTEN/NOTIFY or polling);
+3. claims pending run-now requests and the jobs due within CLAIM_AHEAD seconds
+   under row locks, fenced by the lease, advancing next run times and recording
+   each claimed run in the same transaction (`JobStore.claim`), then commits;
+4. only then submits the claimed runs that are due to the executor (at most once
+   per run time), and hands those still ahead to the `RunLauncher`, which starts
+   each at its time unless its job was paused or rescheduled meanwhile;
+5. sleeps until CLAIM_AHEAD before the store's next run time, or until the next
+   pause end, at most MAX_SLEEP, or until the change listener wakes it
+   (LISTEN/NOTIFY or polling);
 6. on a database error, logs, drops the connection and retries with back-off
    instead of letting the exception end the loop;
 7. at most once a second, raises `job_overdue` for jobs with no successful run
@@ -34,7 +37,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.base import MaxInstancesReachedError
@@ -48,6 +52,7 @@ from scheduler_app import alerts, liveness, outcomes, selectors, services
 from scheduler_app.conf import app_settings
 from scheduler_app.executor import RecordingExecutor
 from scheduler_app.jobstore import ClaimedRun, JobStore
+from scheduler_app.launcher import RunLauncher
 from scheduler_app.leadership import (
     Leadership,
     LeadershipLost,
@@ -82,6 +87,13 @@ class Scheduler(BlockingScheduler):
             hooks=[outcomes.record_reported_outcomes, count_toward_auto_pause]
         )
         self.jobstore = JobStore(dispatch=_task_dispatcher(), record_events=False)
+        # Task workers start runs when they get to them: only our own threads can
+        # start a run claimed ahead at its time.
+        self.claim_ahead = timedelta(
+            seconds=app_settings.CLAIM_AHEAD if self.jobstore.dispatch is None else 0
+        )
+        self.launcher = RunLauncher(start_run=self._submit_isolated,
+                                    job_from_state=self.jobstore.job_from_state)
         self.leadership = Leadership(instance=new_instance_name(), ttl=app_settings.LEASE_TTL)
         self.stop_requested = threading.Event()
         self.retry_delay = 0.0
@@ -102,9 +114,13 @@ class Scheduler(BlockingScheduler):
 
     def start(self, *args: object, **kwargs: object) -> None:
         self.recorder.start()
+        self.launcher.start()
         super().start(*args, **kwargs)
 
     def shutdown(self, wait: bool = True) -> None:
+        # The runs claimed ahead start at their times (a few hundredths of a second
+        # from now), before the executor stops taking runs.
+        self.launcher.stop()
         super().shutdown(wait)
         # After the executor: the runs that were still going are recorded too.
         self.recorder.stop()
@@ -141,15 +157,18 @@ class Scheduler(BlockingScheduler):
             with self._jobstores_lock:
                 if self.next_pause_end is not None and self.next_pause_end <= now:
                     services.resume_jobs_due(now=now)
-                claimed = self.jobstore.claim(now, fence=fence)
+                claimed = self.jobstore.claim(now, fence=fence, ahead=self.claim_ahead)
             if self.jobstore.dispatch is None:  # else the claim handed them to task workers
                 for run in claimed:
-                    self._submit_isolated(run)
+                    self._start_or_hold(run)
             self._sweep_unfinished_runs()
             self._prune_history()
             self._sweep_overdue_jobs()
             self.next_pause_end = selectors.next_pause_end()
-            next_run_time = _earliest(self.jobstore.earliest_next_run_time(), self.next_pause_end)
+            # A pass claims the runs due within CLAIM_AHEAD: it starts that much earlier.
+            next_run_time = self.jobstore.earliest_next_run_time()
+            wake_at = _earliest(next_run_time and next_run_time - self.claim_ahead,
+                                self.next_pause_end)
             overdue_at = outcomes.next_overdue_deadline(now)
         except LeadershipLost as reason:
             logger.warning("Not claiming: %s; standing by", reason)
@@ -166,8 +185,8 @@ class Scheduler(BlockingScheduler):
         if self.jobstore.backfills_waiting:
             # Their turn comes when a run of their job ends: look again soon.
             wait_seconds = app_settings.POLL_INTERVAL
-        if next_run_time is not None:
-            until_next = next_run_time.timestamp() - datetime.now(self.timezone).timestamp()
+        if wake_at is not None:
+            until_next = wake_at.timestamp() - time.time()
             wait_seconds = min(max(until_next, 0), wait_seconds)
         if overdue_at is not None:
             # Awake for the next job to go overdue, so its alert is not late by up to
@@ -176,6 +195,15 @@ class Scheduler(BlockingScheduler):
                                 self.next_overdue_sweep - time.monotonic())
             wait_seconds = min(max(until_overdue, 0), wait_seconds)
         return wait_seconds
+
+    def _start_or_hold(self, run: ClaimedRun) -> None:
+        """Start a claimed run's due run times now, and hold those still ahead."""
+        now = datetime.now(self.timezone)
+        due = [run_time for run_time in run.run_times if run_time <= now]
+        if due:
+            self._submit_isolated(replace(run, run_times=due))
+        for run_time in run.run_times[len(due):]:
+            self.launcher.hold(replace(run, run_times=[run_time]))
 
     def _submit_isolated(self, run: ClaimedRun) -> None:
         """Submit one claimed run; whatever goes wrong fails that run only.

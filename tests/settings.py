@@ -21,6 +21,8 @@ SCHEDULER_APP = {
     "EXECUTION": os.environ.get("TEST_SCHEDULER_EXECUTION", "threads"),
     "LOST_RUN_TIMEOUT": float(os.environ.get("TEST_LOST_RUN_TIMEOUT", 3600)),
     "QUEUED_RUN_TIMEOUT": float(os.environ.get("TEST_QUEUED_RUN_TIMEOUT", 3600)),
+    # Tests of runs claimed ahead of their time widen the window a change can land in.
+    "CLAIM_AHEAD": float(os.environ.get("TEST_CLAIM_AHEAD", 0.05)),
 }
 # Tests of alerts start their schedulers with a webhook on a loopback server.
 if os.environ.get("TEST_ALERT_WEBHOOK_URL"):

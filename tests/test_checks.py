@@ -31,3 +31,15 @@ def test_a_backfill_limit_below_one_is_named():
 def test_a_queued_run_timeout_that_is_not_positive_is_named():
     messages = [str(message.msg) for message in run_checks() if message.id == "scheduler_app.E003"]
     assert messages == ["SCHEDULER_APP['QUEUED_RUN_TIMEOUT'] must be a positive number."]
+
+
+def test_claiming_runs_ahead_takes_zero_to_one_second():
+    def messages(value: object) -> list[str]:
+        with override_settings(SCHEDULER_APP={"CLAIM_AHEAD": value}):
+            return [str(m.msg) for m in run_checks() if m.id == "scheduler_app.E012"]
+
+    assert messages(0) == messages(0.05) == messages(1) == []
+    for bad in (-0.1, 1.5, "soon", True, None):
+        assert messages(bad) == [
+            "SCHEDULER_APP['CLAIM_AHEAD'] must be a number of seconds from 0 to 1."
+        ], bad
