@@ -125,7 +125,7 @@ def test_operator_runs_a_job_now_with_arguments_and_finds_them_on_the_run(
     expect(page.locator(".messagelist")).to_contain_text(
         f'{SHOWN_ID}: sent to the scheduler process to run now with {{"label": "rerun for ACME"}}'
     )
-    recent_run = section(page, "Recent runs").locator("tbody tr", has_text="success")
+    recent_run = section(page, "Recent runs").locator("tbody tr", has_text="Succeeded")
     reload_until_visible(page, recent_run, timeout=20)
     assert ProbeRun.objects.get(job_id=PROBE).label == "rerun for ACME"
     assert selectors.get_job(job_id=PROBE).kwargs == {}  # the job's own arguments stay
