@@ -668,6 +668,19 @@ def _insert_executions(runs: list[tuple[str, datetime]], *, status: str, cause: 
         )
 
 
+def give_back_claimed_runs(runs: list[tuple[str, datetime]]) -> None:
+    """Undo the claims of (job id, run time) runs that never started, as if they had
+    not been claimed: their records go, and so does the overdue window they opened.
+    A job due again at such a time is claimed again by the next pass."""
+    with transaction.atomic():
+        for job_id, run_time in runs:
+            DjangoJobExecution.objects.filter(
+                job_id=job_id, run_time=util.get_django_internal_datetime(run_time),
+                status=DjangoJobExecution.SENT,
+            ).delete()
+        outcomes.forget_runs_due(runs)
+
+
 def _record_broken_runs(job_id: str, func_ref: str, run_times: list[datetime]) -> None:
     """Record the runs a broken job missed, so its history shows why nothing ran."""
     recorded = []

@@ -41,11 +41,10 @@ from datetime import datetime
 from typing import Any
 
 from apscheduler.job import Job
-from django.db import DatabaseError, InterfaceError, connection, transaction
-from django_apscheduler.models import DjangoJob, DjangoJobExecution
+from django.db import DatabaseError, InterfaceError, connection
 
-from scheduler_app.jobstore import ClaimedRun
-from scheduler_app.models import JobHealth
+from scheduler_app import selectors
+from scheduler_app.jobstore import ClaimedRun, give_back_claimed_runs
 from scheduler_app.state import PICKLE_PROTOCOL, UnreadableState, load_state
 
 logger = logging.getLogger(__name__)
@@ -132,12 +131,11 @@ class RunLauncher(threading.Thread):
     def _checked(self, runs: list[ClaimedRun]) -> list[ClaimedRun]:
         """The runs to start, as their jobs are stored now; the others are given back."""
         try:
-            stored = {
-                job_id: (job_state, deleted_at is not None)
-                for job_id, job_state, deleted_at in
-                DjangoJob.objects.filter(id__in={run.job.id for run in runs})
-                .values_list("id", "job_state", "record__deleted_at")
-            }
+            # A deleted job has no live row: its run is given back.
+            stored = dict(
+                selectors.live_jobs().filter(id__in={run.job.id for run in runs})
+                .values_list("id", "job_state")
+            )
         except (DatabaseError, InterfaceError) as error:
             # No change can commit while the database cannot be reached either: the
             # claims stand, as for runs claimed at their time.
@@ -147,8 +145,8 @@ class RunLauncher(threading.Thread):
             return runs
         to_start, given_back = [], []
         for run in runs:
-            job_state, deleted = stored.get(run.job.id, (None, True))
-            if deleted:
+            job_state = stored.get(run.job.id)
+            if job_state is None:
                 given_back.append(run)
             elif bytes(job_state) == run.job_state:
                 to_start.append(run)
@@ -191,16 +189,8 @@ def _same_schedule(claimed: Any, stored: Any) -> bool:
 def _give_back(runs: list[ClaimedRun]) -> None:
     """Undo the claims of runs that must not start: as if they had not been claimed."""
     try:
-        with transaction.atomic():
-            for run in runs:
-                [run_time] = run.run_times
-                DjangoJobExecution.objects.filter(
-                    job_id=run.job.id, run_time=run_time, status=DjangoJobExecution.SENT
-                ).delete()
-                # The window this run opened (it was the first due since a success).
-                JobHealth.objects.filter(job_id=run.job.id, due_since=run_time).update(
-                    due_since=None, overdue_at=None
-                )
+        give_back_claimed_runs([(run.job.id, run_time) for run in runs
+                                for run_time in run.run_times])
     except (DatabaseError, InterfaceError) as error:
         # The runs do not start; their records stay "running" until the lost-run
         # sweep marks them lost, which says they did not finish.

@@ -89,6 +89,15 @@ def record_runs_due(runs: Iterable[tuple[str, datetime]]) -> None:
         )
 
 
+def forget_runs_due(runs: Iterable[tuple[str, datetime]]) -> None:
+    """Undo `record_runs_due` for runs given back before they started: the overdue
+    window a run opened (it was the first due since a success) closes again."""
+    for job_id, run_time in runs:
+        JobHealth.objects.filter(job_id=job_id, due_since=run_time).update(
+            due_since=None, overdue_at=None
+        )
+
+
 def move_overdue_deadline(job_id: str) -> None:
     """After a job's `alert_after` changed: an open window ends by the new grace."""
     health = JobHealth.objects.filter(job_id=job_id, due_since__isnull=False).first()
