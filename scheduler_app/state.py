@@ -70,9 +70,9 @@ def json_value(value: Any) -> Any:
 MAX_FUNC_REF_LENGTH = 255
 
 
-def func_ref_of(state: dict[str, Any] | None) -> str | None:
-    """What `JobRecord.func_ref` records of a state (None: a state that could not be read)."""
-    func_ref = state.get("func") if state is not None else None
+def func_ref_of(state: dict[str, Any]) -> str | None:
+    """What `JobRecord.func_ref` records of a state (None: not a reference it can keep)."""
+    func_ref = state.get("func")
     if isinstance(func_ref, str) and len(func_ref) <= MAX_FUNC_REF_LENGTH:
         return func_ref
     return None
@@ -87,7 +87,7 @@ def record_mirror(state: dict[str, Any]) -> dict[str, Any]:
     schedule = None
     if triggers.is_standard(trigger):
         try:
-            schedule = triggers.describe_trigger(trigger)
+            schedule = triggers.Schedule(trigger).describe()
         except Exception:  # a trigger stored behind the checks: readers read the state
             schedule = None
     return {"trigger_type": trigger_type_name(trigger), "func_ref": func_ref_of(state),
